@@ -1,0 +1,141 @@
+//! One error type for everything the ublk core reports.
+//!
+//! Every variant knows the positive errno it stands for (`errno()`), so the
+//! binding can hand JavaScript an error with `errno` and `code` set, and a
+//! message that says which ublk command failed and what to check.
+
+use std::fmt;
+
+/// What went wrong, with enough context for a user to act on it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum UblkError {
+    /// `/dev/ublk-control` could not be opened.
+    ControlDevice { errno: i32 },
+    /// A ublk control command (ADD_DEV, START_DEV, GET_FEATURES, ...) failed.
+    Command { cmd: &'static str, errno: i32 },
+    /// A system call outside the ublk commands failed.
+    Os { what: &'static str, errno: i32 },
+}
+
+impl UblkError {
+    /// The positive errno this error stands for.
+    pub fn errno(&self) -> i32 {
+        match *self {
+            UblkError::ControlDevice { errno }
+            | UblkError::Command { errno, .. }
+            | UblkError::Os { errno, .. } => errno,
+        }
+    }
+
+    /// The errno's symbolic name (`ENOENT`), as Node reports `err.code`.
+    pub fn code(&self) -> &'static str {
+        errno_name(self.errno())
+    }
+}
+
+pub(crate) fn last_errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+}
+
+/// Advice for a failed control command, by errno.
+fn command_hint(cmd: &str, errno: i32) -> &'static str {
+    match errno {
+        libc::EPERM | libc::EACCES => {
+            "ublk control commands need root (CAP_SYS_ADMIN); if you are root, the number of \
+             ublk devices may have reached the ublk_drv parameter ublks_max \
+             (see /sys/module/ublk_drv/parameters/ublks_max and `ublk list`)"
+        }
+        libc::EOPNOTSUPP => "the running kernel's ublk_drv does not support this command",
+        libc::EINVAL if cmd == "GET_FEATURES" => "GET_FEATURES needs Linux 6.5 or newer",
+        libc::EINVAL => "the kernel rejected the device parameters",
+        libc::EEXIST => "a ublk device with this id already exists",
+        libc::ENODEV => "no such ublk device",
+        libc::EBUSY => "the device is busy (still open or mounted?)",
+        _ => "see dmesg for the kernel's view",
+    }
+}
+
+impl fmt::Display for UblkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UblkError::ControlDevice { errno } => {
+                let why = match *errno {
+                    libc::ENOENT | libc::ENODEV | libc::ENXIO => {
+                        "the kernel module ublk_drv is not loaded or this kernel has no ublk \
+                         (Linux >= 6.1 with CONFIG_BLK_DEV_UBLK): try `modprobe ublk_drv`"
+                    }
+                    libc::EACCES | libc::EPERM => "permission denied: ublk devices need root",
+                    _ => "see dmesg",
+                };
+                write!(f, "cannot open /dev/ublk-control ({}): {}", errno_name(*errno), why)
+            }
+            UblkError::Command { cmd, errno } => write!(
+                f,
+                "ublk command {} failed with {} ({}): {}",
+                cmd,
+                errno_name(*errno),
+                std::io::Error::from_raw_os_error(*errno),
+                command_hint(cmd, *errno)
+            ),
+            UblkError::Os { what, errno } => write!(
+                f,
+                "{} failed with {} ({})",
+                what,
+                errno_name(*errno),
+                std::io::Error::from_raw_os_error(*errno)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for UblkError {}
+
+/// The symbolic name of the errno values a block device server meets.
+pub fn errno_name(errno: i32) -> &'static str {
+    match errno {
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::EINTR => "EINTR",
+        libc::EIO => "EIO",
+        libc::ENXIO => "ENXIO",
+        libc::EBADF => "EBADF",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EFAULT => "EFAULT",
+        libc::EBUSY => "EBUSY",
+        libc::EEXIST => "EEXIST",
+        libc::ENODEV => "ENODEV",
+        libc::EINVAL => "EINVAL",
+        libc::ENOSPC => "ENOSPC",
+        libc::EROFS => "EROFS",
+        libc::ERANGE => "ERANGE",
+        libc::ENOSYS => "ENOSYS",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        libc::ECANCELED => "ECANCELED",
+        libc::EMFILE => "EMFILE",
+        _ => "UNKNOWN",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_device_missing_says_what_to_load() {
+        let e = UblkError::ControlDevice { errno: libc::ENOENT };
+        assert_eq!(e.code(), "ENOENT");
+        assert_eq!(e.errno(), libc::ENOENT);
+        assert!(e.to_string().contains("modprobe ublk_drv"), "{}", e);
+    }
+
+    #[test]
+    fn command_error_names_the_command_and_the_checks() {
+        let e = UblkError::Command { cmd: "ADD_DEV", errno: libc::EACCES };
+        let msg = e.to_string();
+        assert!(msg.contains("ADD_DEV") && msg.contains("root") && msg.contains("ublks_max"), "{}", msg);
+    }
+}

@@ -1,0 +1,12 @@
+//! The kernel-facing half of the `ublk` npm package: the ublk control plane
+//! (`/dev/ublk-control` commands), the data plane (one io_uring loop per
+//! hardware queue) and the error type both report through.
+//!
+//! Nothing in this crate knows about Node-API; `ublk-node` is the thin
+//! binding on top, so everything here can be exercised with `cargo test`.
+
+pub mod ctrl;
+pub mod error;
+pub mod features;
+
+pub use error::UblkError;

@@ -1,0 +1,144 @@
+#!/usr/bin/env node
+// `npm test`: builds what is stale, runs the unit tests on this machine, then
+// the real-kernel tests (__test__/kernel) either directly, when this kernel
+// has ublk and we are root, or inside the QEMU guest under each kernel
+// (scripts/vm). Ends with one line `N passed, N failed[, N skipped]`.
+'use strict'
+
+const { spawn, spawnSync } = require('node:child_process')
+const fs = require('node:fs')
+const path = require('node:path')
+
+const root = path.resolve(__dirname, '..')
+const inCI = process.env.CI === 'true'
+const ava = path.join(root, 'node_modules', '.bin', 'ava')
+const totals = { passed: 0, failed: 0, skipped: 0 }
+const notes = []
+
+function newestMtime(dir) {
+  let newest = 0
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, entry.name)
+    newest = Math.max(newest, entry.isDirectory() ? newestMtime(p) : fs.statSync(p).mtimeMs)
+  }
+  return newest
+}
+
+function mtime(p) {
+  return fs.existsSync(p) ? fs.statSync(p).mtimeMs : 0
+}
+
+function runOrDie(cmd, args) {
+  const res = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' })
+  if (res.status !== 0) {
+    console.log(`${cmd} ${args.join(' ')} failed`)
+    console.log('0 passed, 1 failed')
+    process.exit(1)
+  }
+}
+
+/** Rebuilds the addon and the TypeScript layer when their sources are newer. */
+function buildIfNeeded() {
+  const addon = fs.readdirSync(root).find((f) => /^ublk\..*\.node$/.test(f))
+  const rustSources = Math.max(newestMtime(path.join(root, 'crates')), mtime(path.join(root, 'Cargo.toml')))
+  if (!addon || mtime(path.join(root, addon)) < rustSources) runOrDie('npm', ['run', '--silent', 'build:native'])
+  if (mtime(path.join(root, 'dist', 'index.js')) < newestMtime(path.join(root, 'js'))) {
+    runOrDie('npm', ['run', '--silent', 'build:js'])
+  }
+}
+
+/** Sums ava's TAP trailer (`# pass N`, ...). */
+function countTap(text) {
+  const count = (key) => {
+    const m = text.match(new RegExp(`^# ${key} (\\d+)$`, 'm'))
+    return m ? parseInt(m[1], 10) : 0
+  }
+  return { planned: /^1\.\.\d+$/m.test(text), pass: count('pass'), fail: count('fail'), skip: count('skip') + count('todo') }
+}
+
+/** Runs a command whose stdout is ava's TAP, echoing it, and adds its counts. */
+function runTap(label, cmd, args, env) {
+  return new Promise((resolve) => {
+    console.log(`# ${label}`)
+    const started = Date.now()
+    const child = spawn(cmd, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] })
+    let out = ''
+    child.stdout.on('data', (chunk) => {
+      out += chunk
+      process.stdout.write(chunk)
+    })
+    child.on('close', (code, signal) => {
+      const c = countTap(out)
+      totals.passed += c.pass
+      totals.failed += c.fail
+      totals.skipped += c.skip
+      const seconds = ((Date.now() - started) / 1000).toFixed(1)
+      if (!c.planned || (code !== 0 && c.fail === 0)) {
+        totals.failed += 1
+        const why = code === 86 ? 'the guest died without reporting an exit code' : `exit ${code ?? signal}`
+        notes.push(`${label}: did not finish (${why})`)
+      }
+      console.log(`# ${label}: ${c.pass} passed, ${c.fail} failed, ${c.skip} skipped in ${seconds}s`)
+      resolve()
+    })
+  })
+}
+
+function hasUblkHere() {
+  if (process.getuid?.() !== 0) return false
+  if (!fs.existsSync('/dev/ublk-control')) spawnSync('modprobe', ['ublk_drv'], { stdio: 'ignore' })
+  return fs.existsSync('/dev/ublk-control')
+}
+
+function kernelTestFiles() {
+  const dir = path.join(root, '__test__', 'kernel')
+  return fs
+    .readdirSync(dir)
+    .filter((f) => f.endsWith('.spec.ts'))
+    .sort()
+    .map((f) => path.posix.join('__test__', 'kernel', f))
+}
+
+async function main() {
+  buildIfNeeded()
+  await runTap('unit tests (this machine)', ava, ['--tap', '__test__/unit/*.spec.ts'])
+
+  const avaKernelArgs = ['--tap', '--serial', '--concurrency=1', ...kernelTestFiles()]
+  if (hasUblkHere()) {
+    await runTap('real-kernel tests (this kernel)', ava, avaKernelArgs)
+  } else {
+    const kernels = process.env.UBLK_VM_KERNEL ? [process.env.UBLK_VM_KERNEL] : ['6.12', '7']
+    for (const kernel of kernels) {
+      const env = { UBLK_VM_KERNEL: kernel }
+      const prep = spawnSync('bash', [path.join(root, 'scripts/vm/prepare')], {
+        cwd: root,
+        env: { ...process.env, ...env },
+        stdio: ['ignore', 'inherit', 'inherit'],
+      })
+      if (prep.status !== 0) {
+        const why = `real-kernel tests under ${kernel}: the test guest could not be prepared (scripts/vm/prepare exited ${prep.status})`
+        if (inCI) {
+          totals.failed += 1
+          notes.push(why)
+        } else {
+          totals.skipped += 1
+          notes.push(`${why}; skipped`)
+        }
+        continue
+      }
+      const command = [ava, ...avaKernelArgs].map((a) => `'${a}'`).join(' ')
+      await runTap(`real-kernel tests (guest, kernel ${kernel})`, 'bash', [path.join(root, 'scripts/vm/run'), command], env)
+    }
+  }
+
+  for (const note of notes) console.log(`# ${note}`)
+  const skipped = totals.skipped ? `, ${totals.skipped} skipped` : ''
+  console.log(`${totals.passed} passed, ${totals.failed} failed${skipped}`)
+  process.exit(totals.failed ? 1 : 0)
+}
+
+main().catch((err) => {
+  console.error(err)
+  console.log(`${totals.passed} passed, ${totals.failed + 1} failed`)
+  process.exit(1)
+})
