@@ -9,6 +9,42 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** One ublk device, from `start()` to the end of `close()`. */
+export declare class NativeDevice {
+  constructor(options: NativeDeviceOptions)
+  /**
+   * Adds and starts the device on its own controller thread. Request
+   * batches go to `onRequests(queue, batch)` from the moment the queues
+   * are primed (START_DEV's partition scan needs them). Resolves with the
+   * kernel's device info, or an error outcome.
+   */
+  start(onRequests: (arg0: number, arg1: Uint32Array) => void): Promise<StartOutcome>
+  /**
+   * The buffer region of queue `queue` as one external ArrayBuffer: tag
+   * `t`'s data is at `t * maxIoBufBytes`. Handed out once per queue (V8
+   * forbids two live external buffers over the same memory).
+   */
+  queueBuffer(queue: number): ArrayBuffer
+  /** Bytes per tag slot in queue `queue`'s buffer region. */
+  slotBytes(queue: number): number
+  /**
+   * Completes requests of `queue`: `pairs` holds (tag, result) pairs,
+   * result being the bytes done or a negative errno. Returns false once
+   * the queue has stopped (the completions are then dropped).
+   */
+  complete(queue: number, pairs: Int32Array): boolean
+  /**
+   * Stops and deletes the device: STOP_DEV (in-flight requests still get
+   * served), join the queue threads, DEL_DEV. Resolves when it is gone.
+   */
+  close(): Promise<CloseOutcome>
+}
+
+/** How the device's life ended: `error` if stopping or deleting failed. */
+export interface CloseOutcome {
+  error?: OutcomeError
+}
+
 /** Names of the `UBLK_F_*` bits set in `mask` (unknown bits as `bit N`). */
 export declare function featureNames(mask: number): Array<string>
 
@@ -18,3 +54,49 @@ export declare function featureNames(mask: number): Array<string>
  * control device is missing (`ublk_drv` not loaded).
  */
 export declare function kernelFeatures(): number
+
+/** What the kernel reports for a live device. */
+export interface NativeDeviceInfo {
+  id: number
+  queues: number
+  queueDepth: number
+  /** Bytes per tag buffer. */
+  maxIoBufBytes: number
+  /** `UBLK_F_*` flags of the device. */
+  flags: number
+  ublksrvPid: number
+  state: number
+}
+
+/**
+ * Device options as the TypeScript layer passes them (already validated
+ * there, and validated again by the core). Sizes are bytes.
+ */
+export interface NativeDeviceOptions {
+  /** Device id; -1 or absent lets the kernel pick. */
+  id?: number
+  /** Capacity in bytes. */
+  size: number
+  logicalBlockSize?: number
+  physicalBlockSize?: number
+  queues?: number
+  queueDepth?: number
+  /** Largest request in bytes (a multiple of 4096). */
+  maxIoSize?: number
+  readOnly?: boolean
+  rotational?: boolean
+  discard?: boolean
+  writeCache?: boolean
+  fua?: boolean
+}
+
+export interface OutcomeError {
+  code: string
+  message: string
+}
+
+/** How `start()` ended: `value` when live, `error` otherwise. */
+export interface StartOutcome {
+  error?: OutcomeError
+  value?: NativeDeviceInfo
+}

@@ -16,6 +16,10 @@ pub enum UblkError {
     Command { cmd: &'static str, errno: i32 },
     /// A system call outside the ublk commands failed.
     Os { what: &'static str, errno: i32 },
+    /// The device configuration cannot work; nothing was sent to the kernel.
+    InvalidConfig(String),
+    /// A queue thread failed while setting up or serving its queue.
+    Queue { qid: u16, what: &'static str, errno: i32 },
 }
 
 impl UblkError {
@@ -24,7 +28,9 @@ impl UblkError {
         match *self {
             UblkError::ControlDevice { errno }
             | UblkError::Command { errno, .. }
-            | UblkError::Os { errno, .. } => errno,
+            | UblkError::Os { errno, .. }
+            | UblkError::Queue { errno, .. } => errno,
+            UblkError::InvalidConfig(_) => libc::EINVAL,
         }
     }
 
@@ -78,6 +84,13 @@ impl fmt::Display for UblkError {
                 std::io::Error::from_raw_os_error(*errno),
                 command_hint(cmd, *errno)
             ),
+            UblkError::InvalidConfig(why) => write!(f, "invalid device configuration: {why}"),
+            UblkError::Queue { qid, what, errno } => write!(
+                f,
+                "queue {qid}: {what} failed with {} ({})",
+                errno_name(*errno),
+                std::io::Error::from_raw_os_error(*errno)
+            ),
             UblkError::Os { what, errno } => write!(
                 f,
                 "{} failed with {} ({})",
@@ -116,7 +129,21 @@ pub fn errno_name(errno: i32) -> &'static str {
         libc::ETIMEDOUT => "ETIMEDOUT",
         libc::ECANCELED => "ECANCELED",
         libc::EMFILE => "EMFILE",
+        libc::ESHUTDOWN => "ESHUTDOWN",
+        libc::ENOTCONN => "ENOTCONN",
         _ => "UNKNOWN",
+    }
+}
+
+/// The errno inside one of libublk's errors.
+pub fn libublk_errno(err: &libublk::UblkError) -> i32 {
+    match err {
+        libublk::UblkError::UringIOError(e) | libublk::UblkError::OtherError(e) => e.abs(),
+        libublk::UblkError::IOError(e) => e.raw_os_error().unwrap_or(libc::EIO),
+        libublk::UblkError::InvalidVal => libc::EINVAL,
+        libublk::UblkError::UringTimeout => libc::ETIMEDOUT,
+        libublk::UblkError::QueueIsDown => libc::ENODEV,
+        _ => libc::EIO,
     }
 }
 

@@ -5,8 +5,14 @@
 //! Nothing in this crate knows about Node-API; `ublk-node` is the thin
 //! binding on top, so everything here can be exercised with `cargo test`.
 
+pub mod buffer;
+pub mod config;
 pub mod ctrl;
+pub mod device;
+pub mod dispatch;
 pub mod error;
 pub mod features;
+pub mod queue;
 
+pub use config::DeviceConfig;
 pub use error::UblkError;

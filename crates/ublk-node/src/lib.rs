@@ -2,6 +2,8 @@
 //! conversion and the mapping of `UblkError` to JavaScript errors; the
 //! kernel-facing logic is in `ublk-core`.
 
+mod buffers;
+mod device;
 mod error;
 
 use napi_derive::napi;

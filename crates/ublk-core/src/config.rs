@@ -1,0 +1,182 @@
+//! What a device is made of: the `DeviceConfig` a server asks for, turned
+//! into the kernel's `ublk_params` once ADD_DEV has answered.
+//!
+//! The TypeScript layer validates options for the user (with option names in
+//! its messages); `DeviceConfig::validate` repeats the checks the kernel
+//! would otherwise fail obscurely, so the core is safe on its own.
+
+use crate::error::UblkError;
+use libublk::sys;
+
+/// The kernel's largest queue depth (`UBLK_MAX_QUEUE_DEPTH`).
+pub const UBLK_MAX_QUEUE_DEPTH: u32 = 4096;
+/// The largest per-request buffer libublk accepts (32 MiB).
+pub const MAX_IO_BUF_BYTES: u32 = 32 << 20;
+
+/// A device as the server asks for it. Sizes are in bytes.
+#[derive(Debug, Clone)]
+pub struct DeviceConfig {
+    /// Device id, or -1 (the default) to let the kernel pick one.
+    pub id: i32,
+    /// Capacity in bytes; a multiple of `logical_block_size`.
+    pub size: u64,
+    /// Logical block size in bytes, a power of two from 512 to 4096. Default 512.
+    pub logical_block_size: u32,
+    /// Physical block size in bytes, a power of two >= logical. Default 4096.
+    pub physical_block_size: u32,
+    /// Hardware queues, one server thread each. Default 1.
+    pub nr_queues: u16,
+    /// Requests in flight per queue (tags), 1 to 4096. Default 128.
+    pub queue_depth: u16,
+    /// Largest request in bytes, a multiple of 4096. Default 512 KiB.
+    pub max_io_bytes: u32,
+    /// Writes fail in the block layer. Default false.
+    pub read_only: bool,
+    /// Reported as a rotational disk. Default false.
+    pub rotational: bool,
+    /// Accept DISCARD and WRITE_ZEROES. Default false.
+    pub discard: bool,
+    /// The device has a volatile write cache: FLUSH requests reach the server. Default true.
+    pub write_cache: bool,
+    /// FUA is passed through on writes. Default false.
+    pub fua: bool,
+}
+
+impl Default for DeviceConfig {
+    fn default() -> Self {
+        DeviceConfig {
+            id: -1,
+            size: 0,
+            logical_block_size: 512,
+            physical_block_size: 4096,
+            nr_queues: 1,
+            queue_depth: 128,
+            max_io_bytes: 512 << 10,
+            read_only: false,
+            rotational: false,
+            discard: false,
+            write_cache: true,
+            fua: false,
+        }
+    }
+}
+
+fn invalid(what: String) -> UblkError {
+    UblkError::InvalidConfig(what)
+}
+
+impl DeviceConfig {
+    /// Checks what the kernel would reject, before any kernel call.
+    pub fn validate(&self) -> Result<(), UblkError> {
+        let lbs = self.logical_block_size;
+        if !(512..=4096).contains(&lbs) || !lbs.is_power_of_two() {
+            return Err(invalid(format!("logical block size {lbs} is not a power of two from 512 to 4096")));
+        }
+        let pbs = self.physical_block_size;
+        if pbs < lbs || !pbs.is_power_of_two() || pbs > 65536 {
+            return Err(invalid(format!("physical block size {pbs} must be a power of two from {lbs} to 65536")));
+        }
+        if self.size == 0 || self.size % lbs as u64 != 0 {
+            return Err(invalid(format!("size {} must be a positive multiple of {lbs}", self.size)));
+        }
+        if self.nr_queues == 0 {
+            return Err(invalid("at least one queue is needed".into()));
+        }
+        if self.queue_depth == 0 || self.queue_depth as u32 > UBLK_MAX_QUEUE_DEPTH {
+            return Err(invalid(format!("queue depth {} is not within 1..=4096", self.queue_depth)));
+        }
+        if self.max_io_bytes < 4096 || self.max_io_bytes > MAX_IO_BUF_BYTES || self.max_io_bytes % 4096 != 0 {
+            return Err(invalid(format!("max IO size {} must be a multiple of 4096 up to 32 MiB", self.max_io_bytes)));
+        }
+        if self.id < -1 {
+            return Err(invalid(format!("device id {} must be -1 or >= 0", self.id)));
+        }
+        Ok(())
+    }
+
+    /// The kernel's `ublk_params` for this device, given the per-request
+    /// buffer size ADD_DEV settled on.
+    pub fn ublk_params(&self, max_io_buf_bytes: u32) -> sys::ublk_params {
+        let mut attrs = 0;
+        if self.read_only {
+            attrs |= sys::UBLK_ATTR_READ_ONLY;
+        }
+        if self.rotational {
+            attrs |= sys::UBLK_ATTR_ROTATIONAL;
+        }
+        if self.write_cache {
+            attrs |= sys::UBLK_ATTR_VOLATILE_CACHE;
+        }
+        if self.fua {
+            attrs |= sys::UBLK_ATTR_FUA;
+        }
+        let max_sectors = max_io_buf_bytes.min(self.max_io_bytes) >> 9;
+        let mut params = sys::ublk_params {
+            types: sys::UBLK_PARAM_TYPE_BASIC,
+            basic: sys::ublk_param_basic {
+                attrs,
+                logical_bs_shift: self.logical_block_size.trailing_zeros() as u8,
+                physical_bs_shift: self.physical_block_size.trailing_zeros() as u8,
+                io_opt_shift: self.physical_block_size.trailing_zeros() as u8,
+                io_min_shift: self.logical_block_size.trailing_zeros() as u8,
+                max_sectors,
+                dev_sectors: self.size >> 9,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        if self.discard {
+            params.types |= sys::UBLK_PARAM_TYPE_DISCARD;
+            params.discard = sys::ublk_param_discard {
+                discard_granularity: self.physical_block_size.max(4096),
+                max_discard_sectors: u32::MAX >> 9,
+                max_write_zeroes_sectors: u32::MAX >> 9,
+                max_discard_segments: 1,
+                ..Default::default()
+            };
+        }
+        params
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> DeviceConfig {
+        DeviceConfig { size: 1 << 30, ..Default::default() }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        cfg().validate().unwrap();
+    }
+
+    #[test]
+    fn rejects_what_the_kernel_would() {
+        for bad in [
+            DeviceConfig { logical_block_size: 1024 + 512, ..cfg() },
+            DeviceConfig { logical_block_size: 8192, ..cfg() },
+            DeviceConfig { physical_block_size: 256, ..cfg() },
+            DeviceConfig { size: 1000, ..cfg() },
+            DeviceConfig { queue_depth: 0, ..cfg() },
+            DeviceConfig { max_io_bytes: 5000, ..cfg() },
+            DeviceConfig { nr_queues: 0, ..cfg() },
+            DeviceConfig { id: -2, ..cfg() },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn params_carry_shifts_sectors_and_attributes() {
+        let c = DeviceConfig { logical_block_size: 4096, read_only: true, discard: true, ..cfg() };
+        let p = c.ublk_params(512 << 10);
+        assert_eq!(p.basic.logical_bs_shift, 12);
+        assert_eq!(p.basic.dev_sectors, (1 << 30) >> 9);
+        assert_eq!(p.basic.max_sectors, 1024);
+        assert_ne!(p.basic.attrs & sys::UBLK_ATTR_READ_ONLY, 0);
+        assert_ne!(p.types & sys::UBLK_PARAM_TYPE_DISCARD, 0);
+        assert_eq!(p.discard.max_discard_segments, 1);
+    }
+}

@@ -1,0 +1,263 @@
+//! One ublk device's life, run on its own controller thread:
+//! ADD_DEV, SET_PARAMS + START_DEV, serve until asked to close, then
+//! STOP_DEV, join the queue threads and DEL_DEV.
+//!
+//! Every control command of a device is issued from this one thread (libublk's
+//! control ring is per thread), never from the JS thread nor a queue thread:
+//! START_DEV waits for every queue to be primed and for the partition scan,
+//! whose reads the handlers must serve meanwhile.
+
+use crate::buffer::IoBufferRegion;
+use crate::config::DeviceConfig;
+use crate::dispatch::{CompletionQueue, RequestSink};
+use crate::error::{libublk_errno, UblkError};
+use crate::queue::{block_signals, QueueServer};
+use libublk::ctrl::{UblkCtrl, UblkCtrlBuilder};
+use libublk::io::UblkDev;
+use libublk::UblkFlags;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// What the kernel settled on, reported once the device is live.
+#[derive(Debug, Clone)]
+pub struct DeviceInfo {
+    pub id: u32,
+    pub nr_queues: u16,
+    pub queue_depth: u16,
+    /// Bytes per tag slot (`max_io_buf_bytes`).
+    pub max_io_buf_bytes: u32,
+    /// The `UBLK_F_*` flags the device was added with.
+    pub flags: u64,
+    /// The serving process as the kernel recorded it.
+    pub ublksrv_pid: i32,
+    pub state: u16,
+}
+
+/// The per-queue state other threads reach: the buffers and the completions.
+pub struct QueueShared {
+    pub region: Arc<IoBufferRegion>,
+    pub completions: Arc<CompletionQueue>,
+}
+
+/// The part of a device the JS thread shares with its controller thread.
+#[derive(Default)]
+pub struct DeviceShared {
+    queues: OnceLock<Vec<QueueShared>>,
+}
+
+impl DeviceShared {
+    /// The queues, once ADD_DEV has fixed how many there are.
+    pub fn queues(&self) -> Option<&[QueueShared]> {
+        self.queues.get().map(|q| q.as_slice())
+    }
+}
+
+/// Messages to the controller thread.
+pub enum ControlMsg {
+    /// Stop and delete the device.
+    Close,
+}
+
+/// How long STOP_DEV may wait for handlers before the queues are abandoned
+/// (the kernel then fails the requests they still hold).
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+fn command_error(cmd: &'static str) -> impl Fn(libublk::UblkError) -> UblkError {
+    move |e| UblkError::Command { cmd, errno: libublk_errno(&e) }
+}
+
+/// libublk returns some kernel failures as `Ok(-errno)`.
+fn checked(cmd: &'static str, res: Result<i32, libublk::UblkError>) -> Result<(), UblkError> {
+    match res {
+        Ok(r) if r < 0 => Err(UblkError::Command { cmd, errno: -r }),
+        Ok(_) => Ok(()),
+        Err(e) => Err(command_error(cmd)(e)),
+    }
+}
+
+fn add_device(config: &DeviceConfig) -> Result<UblkCtrl, UblkError> {
+    // libublk deletes the device with the requested id if ADD_DEV fails, which
+    // would remove someone else's device on EEXIST: refuse taken ids first.
+    if config.id >= 0 && std::path::Path::new(&format!("/dev/ublkc{}", config.id)).exists() {
+        return Err(UblkError::Command { cmd: "ADD_DEV", errno: libc::EEXIST });
+    }
+    crate::ctrl::ControlDevice::open()?; // a clear error when the module is missing
+    UblkCtrlBuilder::default()
+        .name("ublk-node")
+        .id(config.id)
+        .nr_queues(config.nr_queues)
+        .depth(config.queue_depth)
+        .io_buf_bytes(config.max_io_bytes)
+        .dev_flags(UblkFlags::UBLK_DEV_F_ADD_DEV)
+        .build()
+        .map_err(command_error("ADD_DEV"))
+}
+
+/// A live device as its controller thread holds it.
+struct Running {
+    dev: Arc<UblkDev>,
+    threads: Vec<JoinHandle<Result<(), UblkError>>>,
+}
+
+impl Running {
+    fn abandon_all(shared: &DeviceShared) {
+        for q in shared.queues().unwrap_or_default() {
+            q.completions.abandon();
+        }
+    }
+
+    /// Joins the queue threads, returning the first error any reported.
+    fn join(self) -> Result<(), UblkError> {
+        let mut first = Ok(());
+        for t in self.threads {
+            let res = t.join().unwrap_or(Err(UblkError::Os { what: "queue thread (panicked)", errno: libc::EIO }));
+            if first.is_ok() {
+                first = res;
+            }
+        }
+        drop(self.dev);
+        first
+    }
+}
+
+fn device_info(ctrl: &UblkCtrl) -> DeviceInfo {
+    let i = ctrl.dev_info();
+    DeviceInfo {
+        id: i.dev_id,
+        nr_queues: i.nr_hw_queues,
+        queue_depth: i.queue_depth,
+        max_io_buf_bytes: i.max_io_buf_bytes,
+        flags: i.flags,
+        ublksrv_pid: i.ublksrv_pid,
+        state: i.state,
+    }
+}
+
+fn spawn_queues(
+    ctrl: &UblkCtrl,
+    config: &DeviceConfig,
+    shared: &DeviceShared,
+    sink: &Arc<dyn RequestSink>,
+) -> Result<Running, UblkError> {
+    let info = ctrl.dev_info();
+    let params = config.ublk_params(info.max_io_buf_bytes);
+    let dev = UblkDev::new(
+        "ublk-node".to_string(),
+        |dev: &mut UblkDev| {
+            dev.tgt.dev_size = config.size;
+            dev.tgt.params = params;
+            // One extra SQE/CQE for the completion eventfd's poll.
+            dev.tgt.sq_depth = info.queue_depth + 2;
+            dev.tgt.cq_depth = info.queue_depth + 2;
+            Ok(())
+        },
+        ctrl,
+    )
+    .map_err(|e| UblkError::Os { what: "opening /dev/ublkcN", errno: libublk_errno(&e) })?;
+    let dev = Arc::new(dev);
+
+    let mut queues = Vec::with_capacity(info.nr_hw_queues as usize);
+    for _ in 0..info.nr_hw_queues {
+        queues.push(QueueShared {
+            region: Arc::new(IoBufferRegion::new(info.queue_depth as usize, info.max_io_buf_bytes as usize)?),
+            completions: Arc::new(CompletionQueue::new()?),
+        });
+    }
+    let queues = shared.queues.get_or_init(|| queues);
+
+    let mut threads = Vec::with_capacity(queues.len());
+    for (qid, q) in queues.iter().enumerate() {
+        let server = QueueServer {
+            qid: qid as u16,
+            dev: dev.clone(),
+            region: q.region.clone(),
+            completions: q.completions.clone(),
+            sink: sink.clone(),
+        };
+        let t = std::thread::Builder::new()
+            .name(format!("ublk{}q{}", info.dev_id, qid))
+            .spawn(move || server.run())
+            .map_err(|e| UblkError::Os { what: "spawning a queue thread", errno: e.raw_os_error().unwrap_or(libc::EAGAIN) })?;
+        threads.push(t);
+    }
+    Ok(Running { dev, threads })
+}
+
+/// Runs a device from ADD_DEV to DEL_DEV on the calling (controller) thread.
+///
+/// `on_started` is called once, with the live device's info or the error that
+/// kept it from starting (everything created is then removed again). After a
+/// successful start the device is served until `control` says `Close` or is
+/// dropped; the result of the teardown is returned.
+pub fn run_device(
+    config: DeviceConfig,
+    shared: Arc<DeviceShared>,
+    sink: Arc<dyn RequestSink>,
+    control: Receiver<ControlMsg>,
+    on_started: impl FnOnce(Result<DeviceInfo, UblkError>),
+) -> Result<(), UblkError> {
+    block_signals();
+    if let Err(e) = config.validate() {
+        on_started(Err(e));
+        return Ok(());
+    }
+    let ctrl = match add_device(&config) {
+        Ok(c) => c,
+        Err(e) => {
+            on_started(Err(e));
+            return Ok(());
+        }
+    };
+    let running = match spawn_queues(&ctrl, &config, &shared, &sink) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = ctrl.del_dev();
+            on_started(Err(e));
+            return Ok(());
+        }
+    };
+    if let Err(e) = checked("START_DEV", ctrl.start_dev(&running.dev)) {
+        Running::abandon_all(&shared);
+        // A queue thread's own error explains a failed start better.
+        let e = running.join().err().unwrap_or(e);
+        let _ = ctrl.del_dev();
+        on_started(Err(e));
+        return Ok(());
+    }
+    on_started(Ok(device_info(&ctrl)));
+
+    // Serve until told to close (or the JS side is gone), or until a queue
+    // thread ends on its own (the kernel stopped the device).
+    loop {
+        match control.recv_timeout(Duration::from_millis(500)) {
+            Ok(ControlMsg::Close) | Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) if running.threads.iter().any(|t| t.is_finished()) => break,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+    }
+    stop_and_delete(ctrl, running, &shared)
+}
+
+fn stop_and_delete(ctrl: UblkCtrl, running: Running, shared: &Arc<DeviceShared>) -> Result<(), UblkError> {
+    // STOP_DEV waits for every started request, so handlers keep serving
+    // meanwhile. If they cannot finish in time, abandon the queues: their
+    // rings go away and the kernel fails the requests they held.
+    let watchdog_shared = shared.clone();
+    let (stopped_tx, stopped_rx) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if let Err(RecvTimeoutError::Timeout) = stopped_rx.recv_timeout(STOP_GRACE) {
+            Running::abandon_all(&watchdog_shared);
+        }
+    });
+    let stop = checked("STOP_DEV", ctrl.stop_dev());
+    drop(stopped_tx);
+    let _ = watchdog.join();
+    if stop.is_err() {
+        Running::abandon_all(shared);
+    }
+    let joined = running.join();
+    let del = checked("DEL_DEV", ctrl.del_dev());
+    stop.and(del).and(joined)
+}

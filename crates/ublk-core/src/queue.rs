@@ -1,0 +1,148 @@
+//! One hardware queue's server loop, run on a dedicated thread.
+//!
+//! The thread primes the queue (FETCH_REQ for every tag, each with its slot
+//! in the queue's `IoBufferRegion`), keeps a multishot poll on the queue's
+//! completion eventfd armed on the same ring, and then loops: reap CQEs,
+//! collect new requests into a batch for the `RequestSink`, and turn the
+//! completions handlers pushed into COMMIT_AND_FETCH_REQ commands.
+
+use crate::buffer::IoBufferRegion;
+use crate::dispatch::{CompletionQueue, RequestSink, REQUEST_WORDS};
+use crate::error::{libublk_errno, UblkError};
+use io_uring::{cqueue, opcode, types};
+use libublk::io::{BufDesc, UblkDev, UblkQueue};
+use libublk::{sys, UblkIORes, UblkUringData};
+use std::sync::Arc;
+
+/// user_data of our eventfd poll: bit 63 marks it as the target's own IO, so
+/// libublk does not count it as a ublk command.
+const EVENTFD_USER_DATA: u64 = UblkUringData::Target as u64 | 0xffff;
+
+/// Everything a queue thread needs; moved onto the thread.
+pub struct QueueServer {
+    pub qid: u16,
+    pub dev: Arc<UblkDev>,
+    pub region: Arc<IoBufferRegion>,
+    pub completions: Arc<CompletionQueue>,
+    pub sink: Arc<dyn RequestSink>,
+}
+
+/// Blocks every signal on the calling thread, so signals go to the JS thread
+/// and never interrupt `io_uring_enter` here.
+pub fn block_signals() {
+    // SAFETY: sigfillset/pthread_sigmask on a local, fully initialised set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+impl QueueServer {
+    /// Runs the queue until the device stops or the queue is abandoned.
+    /// Must be called on a fresh thread: the queue's ring is thread-local.
+    pub fn run(self) -> Result<(), UblkError> {
+        block_signals();
+        // PR_SET_IO_FLUSHER keeps reclaim from waiting on this thread's own IO;
+        // it needs CAP_SYS_RESOURCE and its failure is harmless.
+        libublk::ctrl::UblkCtrl::init_queue_thread();
+        let queue = match UblkQueue::new(self.qid, &self.dev) {
+            Ok(q) => q,
+            Err(e) => {
+                // Unblock START_DEV's wait for this queue; it then fails.
+                self.dev.notify_buffer_registration_complete(true);
+                self.completions.mark_closed();
+                return Err(UblkError::Queue { qid: self.qid, what: "queue setup", errno: libublk_errno(&e) });
+            }
+        };
+        let result = self.serve(&queue);
+        self.completions.mark_closed();
+        drop(queue);
+        result
+    }
+
+    fn arm_eventfd(&self, queue: &UblkQueue) -> Result<(), UblkError> {
+        let sqe = opcode::PollAdd::new(types::Fd(self.completions.eventfd()), libc::POLLIN as u32)
+            .multi(true)
+            .build()
+            .user_data(EVENTFD_USER_DATA);
+        queue
+            .ublk_submit_sqe_sync(sqe)
+            .map_err(|e| UblkError::Queue { qid: self.qid, what: "arming the completion eventfd", errno: libublk_errno(&e) })
+    }
+
+    fn serve(&self, queue: &UblkQueue) -> Result<(), UblkError> {
+        for tag in 0..queue.nr_tags() as u16 {
+            // The deprecated call is the only one that FETCHes with a raw
+            // address (our region's slot); it counts the command in flight.
+            #[allow(deprecated)]
+            let _ = queue.submit_io_cmd(tag, sys::UBLK_U_IO_FETCH_REQ, self.region.slot(tag), -1);
+        }
+        self.arm_eventfd(queue)?;
+        self.dev.notify_buffer_registration_complete(false);
+
+        let mut completions: Vec<i32> = Vec::new();
+        loop {
+            let mut batch: Vec<u32> = Vec::new();
+            let mut woken = false;
+            let mut rearm = false;
+            let turn = queue.flush_and_wake_io_tasks(
+                |user_data, cqe, _last| {
+                    if user_data >> 63 == 1 {
+                        if user_data == EVENTFD_USER_DATA {
+                            woken = true;
+                            rearm |= !cqueue::more(cqe.flags());
+                        }
+                        return;
+                    }
+                    let tag = (user_data & 0xffff) as u16;
+                    if cqe.result() == sys::UBLK_IO_RES_OK as i32 {
+                        let iod = *queue.get_iod(tag);
+                        batch.extend_from_slice(&[
+                            tag as u32,
+                            iod.op_flags,
+                            iod.start_sector as u32,
+                            (iod.start_sector >> 32) as u32,
+                            iod.nr_sectors,
+                        ]);
+                    }
+                    // UBLK_IO_RES_ABORT: the device is going away and libublk
+                    // marks the queue stopping; other negative results lose
+                    // the tag, which only happens on teardown.
+                },
+                1,
+            );
+            match turn {
+                Ok(_) => {}
+                Err(libublk::UblkError::QueueIsDown) => return Ok(()),
+                Err(libublk::UblkError::IOError(e)) if e.raw_os_error() == Some(libc::EINTR) => {}
+                Err(e) => {
+                    return Err(UblkError::Queue { qid: self.qid, what: "io_uring_enter", errno: libublk_errno(&e) })
+                }
+            }
+            debug_assert_eq!(batch.len() % REQUEST_WORDS, 0);
+            if !batch.is_empty() {
+                self.sink.deliver(self.qid, batch);
+            }
+            if woken {
+                self.completions.drain_eventfd();
+                if self.completions.is_abandoned() {
+                    return Ok(());
+                }
+                self.completions.take(&mut completions);
+                for pair in completions.chunks_exact(2) {
+                    let tag = pair[0] as u16;
+                    let _ = queue.complete_io_cmd_unified(
+                        tag,
+                        BufDesc::RawAddress(self.region.slot(tag)),
+                        Ok(UblkIORes::Result(pair[1])),
+                    );
+                }
+                completions.clear();
+            }
+            if rearm && !queue.is_stopping() {
+                self.arm_eventfd(queue)?;
+            }
+        }
+    }
+}

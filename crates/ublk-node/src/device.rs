@@ -1,0 +1,268 @@
+//! `NativeDevice`: the JS handle of one ublk device. It spawns the device's
+//! controller thread (`ublk_core::device::run_device`), hands request batches
+//! to JavaScript through a threadsafe function, exposes each queue's buffer
+//! region as one external ArrayBuffer, and takes completions back.
+
+use crate::error::OutcomeError;
+use napi::JsDeferred;
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi_derive::napi;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use ublk_core::device::{run_device, ControlMsg, DeviceInfo, DeviceShared};
+use ublk_core::dispatch::RequestSink;
+use ublk_core::DeviceConfig;
+
+/// Device options as the TypeScript layer passes them (already validated
+/// there, and validated again by the core). Sizes are bytes.
+#[napi(object)]
+pub struct NativeDeviceOptions {
+    /// Device id; -1 or absent lets the kernel pick.
+    pub id: Option<i32>,
+    /// Capacity in bytes.
+    pub size: f64,
+    pub logical_block_size: Option<u32>,
+    pub physical_block_size: Option<u32>,
+    pub queues: Option<u32>,
+    pub queue_depth: Option<u32>,
+    /// Largest request in bytes (a multiple of 4096).
+    pub max_io_size: Option<u32>,
+    pub read_only: Option<bool>,
+    pub rotational: Option<bool>,
+    pub discard: Option<bool>,
+    pub write_cache: Option<bool>,
+    pub fua: Option<bool>,
+}
+
+impl NativeDeviceOptions {
+    fn to_config(&self) -> DeviceConfig {
+        let d = DeviceConfig::default();
+        DeviceConfig {
+            id: self.id.unwrap_or(d.id),
+            size: self.size as u64,
+            logical_block_size: self.logical_block_size.unwrap_or(d.logical_block_size),
+            physical_block_size: self.physical_block_size.unwrap_or(d.physical_block_size),
+            nr_queues: self.queues.map(|q| q.min(u16::MAX as u32) as u16).unwrap_or(d.nr_queues),
+            queue_depth: self.queue_depth.map(|q| q.min(u16::MAX as u32) as u16).unwrap_or(d.queue_depth),
+            max_io_bytes: self.max_io_size.unwrap_or(d.max_io_bytes),
+            read_only: self.read_only.unwrap_or(d.read_only),
+            rotational: self.rotational.unwrap_or(d.rotational),
+            discard: self.discard.unwrap_or(d.discard),
+            write_cache: self.write_cache.unwrap_or(d.write_cache),
+            fua: self.fua.unwrap_or(d.fua),
+        }
+    }
+}
+
+/// What the kernel reports for a live device.
+#[napi(object)]
+pub struct NativeDeviceInfo {
+    pub id: u32,
+    pub queues: u32,
+    pub queue_depth: u32,
+    /// Bytes per tag buffer.
+    pub max_io_buf_bytes: u32,
+    /// `UBLK_F_*` flags of the device.
+    pub flags: f64,
+    pub ublksrv_pid: i32,
+    pub state: u32,
+}
+
+/// How `start()` ended: `value` when live, `error` otherwise.
+#[napi(object)]
+pub struct StartOutcome {
+    pub error: Option<OutcomeError>,
+    pub value: Option<NativeDeviceInfo>,
+}
+
+/// How the device's life ended: `error` if stopping or deleting failed.
+#[napi(object)]
+#[derive(Clone)]
+pub struct CloseOutcome {
+    pub error: Option<OutcomeError>,
+}
+
+impl From<DeviceInfo> for NativeDeviceInfo {
+    fn from(i: DeviceInfo) -> Self {
+        NativeDeviceInfo {
+            id: i.id,
+            queues: i.nr_queues as u32,
+            queue_depth: i.queue_depth as u32,
+            max_io_buf_bytes: i.max_io_buf_bytes,
+            flags: i.flags as f64,
+            ublksrv_pid: i.ublksrv_pid,
+            state: i.state as u32,
+        }
+    }
+}
+
+/// Requests to JS: `(queue, batch)` where batch holds 5 words a request
+/// (tag, op_flags, start_sector low, start_sector high, nr_sectors).
+type BatchFn = ThreadsafeFunction<(u32, Vec<u32>), (), FnArgs<(u32, Uint32Array)>, Status, false>;
+
+struct JsSink {
+    tsfn: BatchFn,
+}
+
+impl RequestSink for JsSink {
+    fn deliver(&self, qid: u16, batch: Vec<u32>) {
+        // Non-blocking into an unbounded queue: never waits on the JS thread.
+        self.tsfn.call((qid as u32, batch), ThreadsafeFunctionCallMode::NonBlocking);
+    }
+}
+
+type OutcomeResolver = Box<dyn FnOnce(Env) -> Result<StartOutcome> + Send>;
+type ClosedResolver = Box<dyn FnOnce(Env) -> Result<CloseOutcome> + Send>;
+
+/// Who waits for the controller thread to finish, or how it finished.
+enum Lifecycle {
+    Idle,
+    Running(Vec<JsDeferred<CloseOutcome, ClosedResolver>>),
+    Finished(CloseOutcome),
+}
+
+/// One ublk device, from `start()` to the end of `close()`.
+#[napi]
+pub struct NativeDevice {
+    config: DeviceConfig,
+    shared: Arc<DeviceShared>,
+    control: Option<Sender<ControlMsg>>,
+    lifecycle: Arc<Mutex<Lifecycle>>,
+    buffers_handed_out: Vec<bool>,
+}
+
+fn settle_closed(d: JsDeferred<CloseOutcome, ClosedResolver>, outcome: CloseOutcome) {
+    d.resolve(Box::new(move |_| Ok(outcome)));
+}
+
+#[napi]
+impl NativeDevice {
+    #[napi(constructor)]
+    pub fn new(options: NativeDeviceOptions) -> Self {
+        NativeDevice {
+            config: options.to_config(),
+            shared: Arc::new(DeviceShared::default()),
+            control: None,
+            lifecycle: Arc::new(Mutex::new(Lifecycle::Idle)),
+            buffers_handed_out: Vec::new(),
+        }
+    }
+
+    /// Adds and starts the device on its own controller thread. Request
+    /// batches go to `onRequests(queue, batch)` from the moment the queues
+    /// are primed (START_DEV's partition scan needs them). Resolves with the
+    /// kernel's device info, or an error outcome.
+    #[napi(ts_return_type = "Promise<StartOutcome>")]
+    pub fn start<'env>(&mut self, env: &'env Env, on_requests: Function<FnArgs<(u32, Uint32Array)>, ()>) -> Result<Object<'env>> {
+        let (deferred, promise) = env.create_deferred::<StartOutcome, OutcomeResolver>()?;
+        if !matches!(*self.lifecycle.lock().unwrap(), Lifecycle::Idle) {
+            return Err(Error::new(Status::GenericFailure, "the device was already started"));
+        }
+        let tsfn: BatchFn = on_requests
+            .build_threadsafe_function::<(u32, Vec<u32>)>()
+            .callee_handled::<false>()
+            .build_callback(|ctx| Ok((ctx.value.0, Uint32Array::new(ctx.value.1)).into()))?;
+        let sink: Arc<dyn RequestSink> = Arc::new(JsSink { tsfn });
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.control = Some(tx);
+        *self.lifecycle.lock().unwrap() = Lifecycle::Running(Vec::new());
+
+        let config = self.config.clone();
+        let shared = self.shared.clone();
+        let lifecycle = self.lifecycle.clone();
+        let spawned = std::thread::Builder::new().name("ublk-control".into()).spawn(move || {
+            let result = run_device(config, shared, sink, rx, move |started| {
+                let outcome = match started {
+                    Ok(info) => StartOutcome { error: None, value: Some(info.into()) },
+                    Err(e) => StartOutcome { error: Some(OutcomeError::from_core(&e)), value: None },
+                };
+                deferred.resolve(Box::new(move |_| Ok(outcome)));
+            });
+            let outcome = CloseOutcome { error: result.err().map(|e| OutcomeError::from_core(&e)) };
+            let waiters = match std::mem::replace(&mut *lifecycle.lock().unwrap(), Lifecycle::Finished(outcome.clone())) {
+                Lifecycle::Running(w) => w,
+                _ => Vec::new(),
+            };
+            for w in waiters {
+                settle_closed(w, outcome.clone());
+            }
+        });
+        if let Err(e) = spawned {
+            *self.lifecycle.lock().unwrap() = Lifecycle::Idle;
+            return Err(Error::new(Status::GenericFailure, format!("cannot spawn the ublk control thread: {e}")));
+        }
+        Ok(promise)
+    }
+
+    /// The buffer region of queue `queue` as one external ArrayBuffer: tag
+    /// `t`'s data is at `t * maxIoBufBytes`. Handed out once per queue (V8
+    /// forbids two live external buffers over the same memory).
+    #[napi(ts_return_type = "ArrayBuffer")]
+    pub fn queue_buffer<'env>(&mut self, env: &'env Env, queue: u32) -> Result<Unknown<'env>> {
+        let queues = self
+            .shared
+            .queues()
+            .ok_or_else(|| Error::new(Status::GenericFailure, "the device has no queues yet"))?;
+        let q = queues
+            .get(queue as usize)
+            .ok_or_else(|| Error::new(Status::InvalidArg, format!("no queue {queue}")))?;
+        if self.buffers_handed_out.len() < queues.len() {
+            self.buffers_handed_out.resize(queues.len(), false);
+        }
+        if self.buffers_handed_out[queue as usize] {
+            return Err(Error::new(Status::GenericFailure, format!("queue {queue}'s buffer was already handed out")));
+        }
+        let value = crate::buffers::external_region(env, q.region.clone())?;
+        self.buffers_handed_out[queue as usize] = true;
+        Ok(value)
+    }
+
+    /// Bytes per tag slot in queue `queue`'s buffer region.
+    #[napi]
+    pub fn slot_bytes(&self, queue: u32) -> Result<u32> {
+        self.shared
+            .queues()
+            .and_then(|q| q.get(queue as usize))
+            .map(|q| q.region.stride() as u32)
+            .ok_or_else(|| Error::new(Status::InvalidArg, format!("no queue {queue}")))
+    }
+
+    /// Completes requests of `queue`: `pairs` holds (tag, result) pairs,
+    /// result being the bytes done or a negative errno. Returns false once
+    /// the queue has stopped (the completions are then dropped).
+    #[napi]
+    pub fn complete(&self, queue: u32, pairs: Int32ArraySlice) -> bool {
+        match self.shared.queues().and_then(|q| q.get(queue as usize)) {
+            Some(q) => q.completions.push(&pairs),
+            None => false,
+        }
+    }
+
+    /// Stops and deletes the device: STOP_DEV (in-flight requests still get
+    /// served), join the queue threads, DEL_DEV. Resolves when it is gone.
+    #[napi(ts_return_type = "Promise<CloseOutcome>")]
+    pub fn close<'env>(&mut self, env: &'env Env) -> Result<Object<'env>> {
+        let (deferred, promise) = env.create_deferred::<CloseOutcome, ClosedResolver>()?;
+        let mut lifecycle = self.lifecycle.lock().unwrap();
+        match &mut *lifecycle {
+            Lifecycle::Idle => settle_closed(deferred, CloseOutcome { error: None }),
+            Lifecycle::Finished(outcome) => settle_closed(deferred, outcome.clone()),
+            Lifecycle::Running(waiters) => {
+                waiters.push(deferred);
+                if let Some(tx) = self.control.take() {
+                    let _ = tx.send(ControlMsg::Close);
+                }
+            }
+        }
+        Ok(promise)
+    }
+}
+
+impl Drop for NativeDevice {
+    fn drop(&mut self) {
+        // Dropping the sender tells a still-running controller to close: a
+        // device never outlives its handle.
+        self.control.take();
+    }
+}

@@ -1,0 +1,143 @@
+import { EventEmitter } from 'node:events'
+import native from './native'
+import type { NativeDevice, NativeDeviceInfo, OutcomeError } from '../index.js'
+import { QueueDispatcher } from './dispatcher'
+import { UblkError } from './errors'
+import type { RequestContext } from './handler'
+import { resolveOptions, type DeviceOptions } from './options'
+import { trackForSignals, untrackForSignals } from './signals'
+import type { QueueStats } from './stats'
+
+/** What the kernel reports about a live device. */
+export interface DeviceInfo {
+  id: number
+  queues: number
+  queueDepth: number
+  /** Bytes per request buffer (the largest request the device takes). */
+  maxIoBufBytes: number
+  /** `UBLK_F_*` flags the device was added with. */
+  flags: number
+  /** The serving process, as the kernel recorded it. */
+  ublksrvPid: number
+  size: number
+  logicalBlockSize: number
+  physicalBlockSize: number
+  readOnly: boolean
+}
+
+function toError(error: OutcomeError): UblkError {
+  try {
+    return new UblkError(error.code, error.message)
+  } catch {
+    return new UblkError('EIO', error.message)
+  }
+}
+
+/**
+ * A live ublk block device, `/dev/ublkb<id>`. Close it with `close()` or
+ * `await using`. Emits `'close'` once it is gone, and `'requestError'`
+ * `(err, ctx)` when a handler fails a request with something other than a
+ * `UblkError` (the request fails with EIO).
+ */
+export class Device extends EventEmitter implements AsyncDisposable {
+  readonly id: number
+  readonly path: string
+  readonly info: Readonly<DeviceInfo>
+  private closing: Promise<void> | undefined
+
+  /** @internal */
+  constructor(
+    private readonly nativeDevice: NativeDevice,
+    private readonly dispatchers: Map<number, QueueDispatcher>,
+    info: DeviceInfo,
+    private readonly handleSignals: boolean,
+  ) {
+    super()
+    this.id = info.id
+    this.path = `/dev/ublkb${info.id}`
+    this.info = Object.freeze(info)
+    if (handleSignals) trackForSignals(this)
+  }
+
+  /** Per-queue counters: requests by op, bytes, errors, requests in flight. */
+  stats(): QueueStats[] {
+    const out: QueueStats[] = []
+    for (let q = 0; q < this.info.queues; q++) {
+      const s = this.dispatchers.get(q)?.stats
+      out.push(s ? { ...s } : { ...emptyFor(q) })
+    }
+    return out
+  }
+
+  /** True once `close()` was called. */
+  get closed(): boolean {
+    return this.closing !== undefined
+  }
+
+  /**
+   * Stops the device (requests in flight are still served; results of
+   * handlers that settle later are ignored), then deletes it. Idempotent:
+   * every call returns the same promise.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.nativeDevice.close().then((outcome) => {
+      if (this.handleSignals) untrackForSignals(this)
+      this.emit('close')
+      if (outcome.error) throw toError(outcome.error)
+    })
+    return this.closing
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close()
+  }
+}
+
+function emptyFor(queue: number): QueueStats {
+  return { queue, reads: 0, writes: 0, flushes: 0, discards: 0, writeZeroes: 0, other: 0, bytesRead: 0, bytesWritten: 0, errors: 0, inFlight: 0 }
+}
+
+/**
+ * Creates a ublk device served by `options.handler` and resolves once it is
+ * live. Invalid options reject with a TypeError/RangeError naming the option
+ * before anything reaches the kernel; kernel and setup errors reject with a
+ * `UblkError` that says which command failed and what to check.
+ */
+export async function createDevice(options: DeviceOptions): Promise<Device> {
+  const resolved = resolveOptions(options)
+  const nativeDevice: NativeDevice = new native.NativeDevice(resolved.native)
+  const dispatchers = new Map<number, QueueDispatcher>()
+  let device: Device | undefined
+  const onRequestError = (err: unknown, ctx: RequestContext) => {
+    if (device && device.listenerCount('requestError') > 0) device.emit('requestError', err, ctx)
+  }
+  const onRequests = (queue: number, batch: Uint32Array) => {
+    try {
+      let d = dispatchers.get(queue)
+      if (!d) {
+        d = new QueueDispatcher(nativeDevice, queue, resolved.handler, onRequestError)
+        dispatchers.set(queue, d)
+      }
+      d.onBatch(batch)
+    } catch (err) {
+      // Only a broken buffer hand-off gets here; make it loud, never fatal.
+      process.emitWarning(`ublk: cannot serve queue ${queue}: ${String(err)}`)
+    }
+  }
+  const outcome = await nativeDevice.start(onRequests)
+  if (outcome.error || !outcome.value) throw toError(outcome.error ?? { code: 'EIO', message: 'the device did not start' })
+  const info: NativeDeviceInfo = outcome.value
+  device = new Device(
+    nativeDevice,
+    dispatchers,
+    {
+      ...info,
+      size: resolved.native.size,
+      logicalBlockSize: resolved.native.logicalBlockSize,
+      physicalBlockSize: resolved.native.physicalBlockSize,
+      readOnly: resolved.native.readOnly,
+    },
+    resolved.handleSignals,
+  )
+  return device
+}
