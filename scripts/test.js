@@ -103,7 +103,7 @@ async function main() {
   buildIfNeeded()
   await runTap('unit tests (this machine)', ava, ['--tap', '__test__/unit/*.spec.ts'])
 
-  const avaKernelArgs = ['--tap', '--serial', '--concurrency=1', ...kernelTestFiles()]
+  const avaKernelArgs = ['--tap', '--serial', '--concurrency=1', '--timeout=10m', ...kernelTestFiles()]
   if (hasUblkHere()) {
     await runTap('real-kernel tests (this kernel)', ava, avaKernelArgs)
   } else {

@@ -1,7 +1,9 @@
 // Shared by the real-kernel scenarios: they run only where /dev/ublk-control
 // exists and we are root (directly, or inside the test guest).
-import { execFileSync, spawnSync } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import type { ExecutionContext } from 'ava'
+import { createDevice, type Device, type DeviceOptions } from '../../js'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
+import { existsSync, readdirSync } from 'node:fs'
 
 /** Fails loudly when the kernel the test needs is not there. */
 export function requireUblkKernel(): void {
@@ -25,6 +27,64 @@ export function run(cmd: string, args: string[], timeoutMs = 120_000): string {
   return res.stdout
 }
 
+export interface Exec {
+  code: number | null
+  signal: NodeJS.Signals | null
+  stdout: string
+  stderr: string
+}
+
+/**
+ * Runs a command without blocking the event loop: the device under test is
+ * served by this very process, so a synchronous spawn would deadlock.
+ */
+export function exec(cmd: string, args: string[], timeoutMs = 300_000): Promise<Exec> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs, killSignal: 'SIGKILL' })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d) => (stdout += d))
+    child.stderr.on('data', (d) => (stderr += d))
+    child.on('error', reject)
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }))
+  })
+}
+
+/** Like `exec`, but rejects when the command fails. */
+export async function sh(cmd: string, args: string[], timeoutMs?: number): Promise<string> {
+  const r = await exec(cmd, args, timeoutMs)
+  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.code ?? r.signal}: ${r.stderr.trim()}`)
+  return r.stdout
+}
+
+/** Runs fio (async) with JSON output and returns its first job's figures. */
+export async function fioAsync(args: string[], timeoutMs = 600_000): Promise<FioJob & { exit: number | null; stderr: string }> {
+  const r = await exec('fio', ['--output-format=json', ...args], timeoutMs)
+  const start = r.stdout.indexOf('{')
+  if (start < 0) throw new Error(`fio printed no JSON (exit ${r.code}): ${r.stderr}`)
+  const job = JSON.parse(r.stdout.slice(start)).jobs[0]
+  return {
+    read_iops: job.read.iops,
+    read_io_kbytes: job.read.io_kbytes,
+    write_iops: job.write.iops,
+    write_io_kbytes: job.write.io_kbytes,
+    error: job.error,
+    exit: r.code,
+    stderr: r.stderr,
+  }
+}
+
+/** ublk block devices currently in /sys/block. */
+export function ublkBlockDevices(): string[] {
+  return readdirSync('/sys/block').filter((d) => d.startsWith('ublkb'))
+}
+
+/** Kernel log lines that mean the kernel itself went wrong. */
+export function kernelTrouble(): string[] {
+  const log = spawnSync('dmesg', [], { encoding: 'utf8' }).stdout ?? ''
+  return log.split('\n').filter((l) => /Oops|BUG:|WARNING:|Call Trace|hung_task|blocked for more than/.test(l))
+}
+
 export interface FioJob {
   read_iops: number
   read_io_kbytes: number
@@ -44,4 +104,12 @@ export function fio(args: string[], timeoutMs = 300_000): FioJob {
     write_io_kbytes: job.write.io_kbytes,
     error: job.error,
   }
+}
+
+/** Creates a device and makes sure the test deletes it, pass or fail. */
+export async function deviceFor(t: ExecutionContext, options: DeviceOptions): Promise<Device> {
+  requireUblkKernel()
+  const dev = await createDevice({ handleSignals: false, ...options })
+  t.teardown(() => dev.close())
+  return dev
 }

@@ -226,6 +226,8 @@ pub fn run_device(
         on_started(Err(e));
         return Ok(());
     }
+    // Refresh the cached info: START_DEV changed the state and the server pid.
+    let _ = ctrl.read_dev_info();
     on_started(Ok(device_info(&ctrl)));
 
     // Serve until told to close (or the JS side is gone), or until a queue

@@ -1,0 +1,49 @@
+import test from 'ava'
+import { existsSync } from 'node:fs'
+import { createDevice, NullBackend, UblkError, type DeviceOptions } from '../../js'
+
+const base = (): DeviceOptions => ({ size: 1 << 30, handler: new NullBackend() })
+
+const invalid: Array<[string, Partial<DeviceOptions> | Record<string, unknown>, ErrorConstructor, RegExp]> = [
+  ['size missing', { size: undefined }, TypeError, /options\.size/],
+  ['size not a number', { size: '1G' }, TypeError, /options\.size/],
+  ['size zero', { size: 0 }, RangeError, /options\.size/],
+  ['size not a multiple of the block size', { size: 1000 }, RangeError, /options\.size/],
+  ['logicalBlockSize not a power of two', { logicalBlockSize: 1536 }, RangeError, /options\.logicalBlockSize/],
+  ['logicalBlockSize too large', { logicalBlockSize: 8192 }, RangeError, /options\.logicalBlockSize/],
+  ['physicalBlockSize below logical', { logicalBlockSize: 4096, physicalBlockSize: 512 }, RangeError, /options\.physicalBlockSize/],
+  ['queues zero', { queues: 0 }, RangeError, /options\.queues/],
+  ['queues fractional', { queues: 1.5 }, RangeError, /options\.queues/],
+  ['queueDepth too deep', { queueDepth: 4097 }, RangeError, /options\.queueDepth/],
+  ['queueDepth zero', { queueDepth: 0 }, RangeError, /options\.queueDepth/],
+  ['maxIoSize not a page multiple', { maxIoSize: 5000 }, RangeError, /options\.maxIoSize/],
+  ['maxIoSize over 32 MiB', { maxIoSize: 64 << 20 }, RangeError, /options\.maxIoSize/],
+  ['readOnly not a boolean', { readOnly: 'yes' }, TypeError, /options\.readOnly/],
+  ['rotational not a boolean', { rotational: 1 }, TypeError, /options\.rotational/],
+  ['discard not a boolean', { discard: 'on' }, TypeError, /options\.discard/],
+  ['fua without a write cache', { fua: true, writeCache: false }, RangeError, /options\.fua/],
+  ['id negative', { id: -5 }, RangeError, /options\.id/],
+  ['handler missing', { handler: undefined }, TypeError, /options\.handler/],
+  ['handler without read', { handler: { write() {} } }, TypeError, /options\.handler\.read/],
+  ['handler.flush not a function', { handler: { read() {}, flush: 1 } }, TypeError, /options\.handler\.flush/],
+]
+
+for (const [what, patch, type, message] of invalid) {
+  test(`rejects ${what} before any kernel call`, async (t) => {
+    const err = await t.throwsAsync(createDevice({ ...base(), ...patch } as DeviceOptions), { instanceOf: type })
+    t.regex(err?.message ?? '', message)
+  })
+}
+
+test('rejects options that are not an object', async (t) => {
+  await t.throwsAsync(createDevice(undefined as unknown as DeviceOptions), { instanceOf: TypeError, message: /"options"/ })
+})
+
+;(existsSync('/dev/ublk-control') ? test.skip : test)(
+  'createDevice without /dev/ublk-control rejects with a UblkError that says to load ublk_drv',
+  async (t) => {
+    const err = await t.throwsAsync(createDevice(base()), { instanceOf: UblkError })
+    t.is(err?.code, 'ENOENT')
+    t.regex(err?.message ?? '', /ublk_drv/)
+  },
+)
