@@ -8,17 +8,11 @@ import { resolveOptions, type DeviceOptions } from './options'
 import { trackForSignals, untrackForSignals } from './signals'
 import type { QueueStats } from './stats'
 
-/** What the kernel reports about a live device. */
-export interface DeviceInfo {
-  id: number
-  queues: number
-  queueDepth: number
-  /** Bytes per request buffer (the largest request the device takes). */
-  maxIoBufBytes: number
-  /** `UBLK_F_*` flags the device was added with. */
-  flags: number
-  /** The serving process, as the kernel recorded it. */
-  ublksrvPid: number
+/**
+ * What the kernel reports about a live device (id, queues, queueDepth,
+ * maxIoBufBytes, flags, ublksrvPid, state), plus the geometry it was created with.
+ */
+export interface DeviceInfo extends NativeDeviceInfo {
   size: number
   logicalBlockSize: number
   physicalBlockSize: number

@@ -60,18 +60,8 @@ export async function sh(cmd: string, args: string[], timeoutMs?: number): Promi
 /** Runs fio (async) with JSON output and returns its first job's figures. */
 export async function fioAsync(args: string[], timeoutMs = 600_000): Promise<FioJob & { exit: number | null; stderr: string }> {
   const r = await exec('fio', ['--output-format=json', ...args], timeoutMs)
-  const start = r.stdout.indexOf('{')
-  if (start < 0) throw new Error(`fio printed no JSON (exit ${r.code}): ${r.stderr}`)
-  const job = JSON.parse(r.stdout.slice(start)).jobs[0]
-  return {
-    read_iops: job.read.iops,
-    read_io_kbytes: job.read.io_kbytes,
-    write_iops: job.write.iops,
-    write_io_kbytes: job.write.io_kbytes,
-    error: job.error,
-    exit: r.code,
-    stderr: r.stderr,
-  }
+  if (!r.stdout.includes('{')) throw new Error(`fio printed no JSON (exit ${r.code}): ${r.stderr}`)
+  return { ...parseFioJob(r.stdout), exit: r.code, stderr: r.stderr }
 }
 
 /** ublk block devices currently in /sys/block. */
@@ -95,8 +85,14 @@ export interface FioJob {
 
 /** Runs fio with JSON output and returns the first job's figures. */
 export function fio(args: string[], timeoutMs = 300_000): FioJob {
-  const out = run('fio', ['--output-format=json', ...args], timeoutMs)
-  const job = JSON.parse(out.slice(out.indexOf('{'))).jobs[0]
+  return parseFioJob(run('fio', ['--output-format=json', ...args], timeoutMs))
+}
+
+/** The first job's figures from fio's JSON output. */
+function parseFioJob(out: string): FioJob {
+  const start = out.indexOf('{')
+  if (start < 0) throw new Error(`fio printed no JSON: ${out.slice(0, 500)}`)
+  const job = JSON.parse(out.slice(start)).jobs[0]
   return {
     read_iops: job.read.iops,
     read_io_kbytes: job.read.io_kbytes,

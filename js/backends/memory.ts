@@ -25,35 +25,36 @@ export class MemoryBackend implements Handler {
     if (offset + length > this.size) throw new UblkError('EIO', `request beyond the end of a ${this.size}-byte device`)
   }
 
-  read(buf: Buffer, offset: number): void {
-    this.check(offset, buf.length)
-    for (let done = 0; done < buf.length; ) {
+  /** Calls `fn` for each piece of [offset, offset + length) within one chunk. */
+  private forEachChunk(offset: number, length: number, fn: (index: number, within: number, done: number, n: number) => void): void {
+    this.check(offset, length)
+    for (let done = 0; done < length; ) {
       const pos = offset + done
       const index = Math.floor(pos / CHUNK)
       const within = pos - index * CHUNK
-      const n = Math.min(CHUNK - within, buf.length - done)
-      const chunk = this.chunks.get(index)
-      if (chunk) chunk.copy(buf, done, within, within + n)
-      else buf.fill(0, done, done + n)
+      const n = Math.min(CHUNK - within, length - done)
+      fn(index, within, done, n)
       done += n
     }
   }
 
+  read(buf: Buffer, offset: number): void {
+    this.forEachChunk(offset, buf.length, (index, within, done, n) => {
+      const chunk = this.chunks.get(index)
+      if (chunk) chunk.copy(buf, done, within, within + n)
+      else buf.fill(0, done, done + n)
+    })
+  }
+
   write(buf: Buffer, offset: number): void {
-    this.check(offset, buf.length)
-    for (let done = 0; done < buf.length; ) {
-      const pos = offset + done
-      const index = Math.floor(pos / CHUNK)
-      const within = pos - index * CHUNK
-      const n = Math.min(CHUNK - within, buf.length - done)
+    this.forEachChunk(offset, buf.length, (index, within, done, n) => {
       let chunk = this.chunks.get(index)
       if (!chunk) {
         chunk = Buffer.alloc(CHUNK)
         this.chunks.set(index, chunk)
       }
       buf.copy(chunk, within, done, done + n)
-      done += n
-    }
+    })
   }
 
   flush(): void {}
@@ -68,15 +69,9 @@ export class MemoryBackend implements Handler {
 
   /** Frees whole chunks in the range and zeroes the partial ones at its edges. */
   private zero(offset: number, length: number): void {
-    this.check(offset, length)
-    const end = offset + length
-    for (let pos = offset; pos < end; ) {
-      const index = Math.floor(pos / CHUNK)
-      const within = pos - index * CHUNK
-      const n = Math.min(CHUNK - within, end - pos)
+    this.forEachChunk(offset, length, (index, within, _done, n) => {
       if (n === CHUNK) this.chunks.delete(index)
       else this.chunks.get(index)?.fill(0, within, within + n)
-      pos += n
-    }
+    })
   }
 }
