@@ -16,7 +16,7 @@ use libublk::ctrl::{UblkCtrl, UblkCtrlBuilder};
 use libublk::io::UblkDev;
 use libublk::UblkFlags;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -42,15 +42,44 @@ pub struct QueueShared {
 }
 
 /// The part of a device the JS thread shares with its controller thread.
+///
+/// The queues exist from the moment ADD_DEV fixed how many there are until
+/// the controller thread ends; their eventfds close then, not when the JS
+/// handle happens to be garbage-collected. (A buffer region handed to JS
+/// lives on as long as its ArrayBuffer does.)
 #[derive(Default)]
 pub struct DeviceShared {
-    queues: OnceLock<Vec<QueueShared>>,
+    queues: RwLock<Option<Arc<[QueueShared]>>>,
 }
 
 impl DeviceShared {
-    /// The queues, once ADD_DEV has fixed how many there are.
-    pub fn queues(&self) -> Option<&[QueueShared]> {
-        self.queues.get().map(|q| q.as_slice())
+    /// The queues, while the device has them.
+    pub fn queues(&self) -> Option<Arc<[QueueShared]>> {
+        self.queues.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Runs `f` on queue `qid`, if the device has it (without touching the
+    /// queues' reference count: this is the completion path).
+    pub fn with_queue<R>(&self, qid: usize, f: impl FnOnce(&QueueShared) -> R) -> Option<R> {
+        self.queues.read().unwrap_or_else(|e| e.into_inner()).as_ref()?.get(qid).map(f)
+    }
+
+    fn set_queues(&self, queues: Vec<QueueShared>) -> Arc<[QueueShared]> {
+        let queues: Arc<[QueueShared]> = queues.into();
+        *self.queues.write().unwrap_or_else(|e| e.into_inner()) = Some(queues.clone());
+        queues
+    }
+
+    /// Drops the queues once nothing serves them any more.
+    fn release(&self) {
+        self.queues.write().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    /// Tells every queue thread to leave its loop now.
+    pub fn abandon_queues(&self) {
+        for q in self.queues().as_deref().unwrap_or_default() {
+            q.completions.abandon();
+        }
     }
 }
 
@@ -102,12 +131,6 @@ struct Running {
 }
 
 impl Running {
-    fn abandon_all(shared: &DeviceShared) {
-        for q in shared.queues().unwrap_or_default() {
-            q.completions.abandon();
-        }
-    }
-
     /// Joins the queue threads, returning the first error any reported.
     fn join(self) -> Result<(), UblkError> {
         let mut first = Ok(());
@@ -165,7 +188,7 @@ fn spawn_queues(
             completions: Arc::new(CompletionQueue::new()?),
         });
     }
-    let queues = shared.queues.get_or_init(|| queues);
+    let queues = shared.set_queues(queues);
 
     let mut threads = Vec::with_capacity(queues.len());
     for (qid, q) in queues.iter().enumerate() {
@@ -176,11 +199,16 @@ fn spawn_queues(
             completions: q.completions.clone(),
             sink: sink.clone(),
         };
-        let t = std::thread::Builder::new()
-            .name(format!("ublk{}q{}", info.dev_id, qid))
-            .spawn(move || server.run())
-            .map_err(|e| UblkError::Os { what: "spawning a queue thread", errno: e.raw_os_error().unwrap_or(libc::EAGAIN) })?;
-        threads.push(t);
+        let spawned = std::thread::Builder::new().name(format!("ublk{}q{}", info.dev_id, qid)).spawn(move || server.run());
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                // Take down the queues already running before reporting.
+                shared.abandon_queues();
+                let _ = Running { dev, threads }.join();
+                return Err(UblkError::Os { what: "spawning a queue thread", errno: e.raw_os_error().unwrap_or(libc::EAGAIN) });
+            }
+        }
     }
     Ok(Running { dev, threads })
 }
@@ -199,6 +227,19 @@ pub fn run_device(
     on_started: impl FnOnce(Result<DeviceInfo, UblkError>),
 ) -> Result<(), UblkError> {
     block_signals();
+    let result = serve_device(config, &shared, sink, control, on_started);
+    // Every queue thread has been joined (or never ran): close the eventfds.
+    shared.release();
+    result
+}
+
+fn serve_device(
+    config: DeviceConfig,
+    shared: &Arc<DeviceShared>,
+    sink: Arc<dyn RequestSink>,
+    control: Receiver<ControlMsg>,
+    on_started: impl FnOnce(Result<DeviceInfo, UblkError>),
+) -> Result<(), UblkError> {
     if let Err(e) = config.validate() {
         on_started(Err(e));
         return Ok(());
@@ -210,7 +251,7 @@ pub fn run_device(
             return Ok(());
         }
     };
-    let running = match spawn_queues(&ctrl, &config, &shared, &sink) {
+    let running = match spawn_queues(&ctrl, &config, shared, &sink) {
         Ok(r) => r,
         Err(e) => {
             let _ = ctrl.del_dev();
@@ -219,7 +260,7 @@ pub fn run_device(
         }
     };
     if let Err(e) = checked("START_DEV", ctrl.start_dev(&running.dev)) {
-        Running::abandon_all(&shared);
+        shared.abandon_queues();
         // A queue thread's own error explains a failed start better.
         let e = running.join().err().unwrap_or(e);
         let _ = ctrl.del_dev();
@@ -239,7 +280,7 @@ pub fn run_device(
             Err(RecvTimeoutError::Timeout) => {}
         }
     }
-    stop_and_delete(ctrl, running, &shared)
+    stop_and_delete(ctrl, running, shared)
 }
 
 fn stop_and_delete(ctrl: UblkCtrl, running: Running, shared: &Arc<DeviceShared>) -> Result<(), UblkError> {
@@ -250,14 +291,14 @@ fn stop_and_delete(ctrl: UblkCtrl, running: Running, shared: &Arc<DeviceShared>)
     let (stopped_tx, stopped_rx) = std::sync::mpsc::channel::<()>();
     let watchdog = std::thread::spawn(move || {
         if let Err(RecvTimeoutError::Timeout) = stopped_rx.recv_timeout(STOP_GRACE) {
-            Running::abandon_all(&watchdog_shared);
+            watchdog_shared.abandon_queues();
         }
     });
     let stop = checked("STOP_DEV", ctrl.stop_dev());
     drop(stopped_tx);
     let _ = watchdog.join();
     if stop.is_err() {
-        Running::abandon_all(shared);
+        shared.abandon_queues();
     }
     let joined = running.join();
     let del = checked("DEL_DEV", ctrl.del_dev());

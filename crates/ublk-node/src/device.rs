@@ -203,7 +203,7 @@ impl NativeDevice {
         let queues = self
             .shared
             .queues()
-            .ok_or_else(|| Error::new(Status::GenericFailure, "the device has no queues yet"))?;
+            .ok_or_else(|| Error::new(Status::GenericFailure, "the device has no queues (not started, or closed)"))?;
         let q = queues
             .get(queue as usize)
             .ok_or_else(|| Error::new(Status::InvalidArg, format!("no queue {queue}")))?;
@@ -222,9 +222,7 @@ impl NativeDevice {
     #[napi]
     pub fn slot_bytes(&self, queue: u32) -> Result<u32> {
         self.shared
-            .queues()
-            .and_then(|q| q.get(queue as usize))
-            .map(|q| q.region.stride() as u32)
+            .with_queue(queue as usize, |q| q.region.stride() as u32)
             .ok_or_else(|| Error::new(Status::InvalidArg, format!("no queue {queue}")))
     }
 
@@ -233,10 +231,7 @@ impl NativeDevice {
     /// the queue has stopped (the completions are then dropped).
     #[napi]
     pub fn complete(&self, queue: u32, pairs: Int32ArraySlice) -> bool {
-        match self.shared.queues().and_then(|q| q.get(queue as usize)) {
-            Some(q) => q.completions.push(&pairs),
-            None => false,
-        }
+        self.shared.with_queue(queue as usize, |q| q.completions.push(&pairs)).unwrap_or(false)
     }
 
     /// Stops and deletes the device: STOP_DEV (in-flight requests still get
