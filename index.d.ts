@@ -38,6 +38,12 @@ export declare class NativeDevice {
    * served), join the queue threads, DEL_DEV. Resolves when it is gone.
    */
   close(): Promise<CloseOutcome>
+  /**
+   * For process exit, when JavaScript can serve nothing more: abandons the
+   * queues (the kernel fails what they held), then stops and deletes the
+   * device, blocking until it is gone.
+   */
+  closeSync(): void
 }
 
 /** How the device's life ended: `error` if stopping or deleting failed. */

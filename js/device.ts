@@ -19,6 +19,19 @@ export interface DeviceInfo extends NativeDeviceInfo {
   readOnly: boolean
 }
 
+/** Devices not yet gone, for the process-exit hook. */
+const live = new Set<Device>()
+let exitHookInstalled = false
+
+// On process exit (process.exit(), an uncaught exception, the loop running
+// dry) JavaScript can serve no more IO: abandon each device's queues and
+// delete it synchronously, so no device outlives its process.
+function onExit(): void {
+  for (const device of live) device[closeOnExit]()
+}
+
+const closeOnExit = Symbol('closeOnExit')
+
 function toError(error: OutcomeError): UblkError {
   try {
     return new UblkError(error.code, error.message)
@@ -38,6 +51,7 @@ export class Device extends EventEmitter implements AsyncDisposable {
   readonly path: string
   readonly info: Readonly<DeviceInfo>
   private closing: Promise<void> | undefined
+  private gone = false
 
   /** @internal */
   constructor(
@@ -51,6 +65,19 @@ export class Device extends EventEmitter implements AsyncDisposable {
     this.path = `/dev/ublkb${info.id}`
     this.info = Object.freeze(info)
     if (handleSignals) trackForSignals(this)
+    live.add(this)
+    if (!exitHookInstalled) {
+      exitHookInstalled = true
+      process.on('exit', onExit)
+    }
+  }
+
+  /** @internal Synchronous teardown at process exit. */
+  [closeOnExit](): void {
+    if (this.gone) return
+    this.gone = true
+    live.delete(this)
+    this.nativeDevice.closeSync()
   }
 
   /** Per-queue counters: requests by op, bytes, errors, requests in flight. */
@@ -75,6 +102,8 @@ export class Device extends EventEmitter implements AsyncDisposable {
    */
   close(): Promise<void> {
     this.closing ??= this.nativeDevice.close().then((outcome) => {
+      this.gone = true
+      live.delete(this)
       if (this.handleSignals) untrackForSignals(this)
       this.emit('close')
       if (outcome.error) throw toError(outcome.error)

@@ -60,3 +60,17 @@ test('a server that never closes keeps serving until SIGTERM, which removes the 
   t.true(signal === 'SIGTERM' || code !== 0, `died of the signal (code ${code}, signal ${signal})`)
   t.deepEqual(ublkBlockDevices(), [])
 })
+
+test('process.exit() without close() still deletes the device', async (t) => {
+  requireUblkKernel()
+  const server = spawn(process.execPath, [join(__dirname, 'fixtures', 'serve.js')], {
+    env: { ...process.env, UBLK_TEST_EXIT_AFTER_START: '1' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  t.teardown(() => server.kill('SIGKILL'))
+  const [first] = (await once(server.stdout, 'data')) as [Buffer]
+  t.regex(first.toString(), /^\/dev\/ublkb\d+/)
+  const [code] = await once(server, 'exit')
+  t.is(code, 0)
+  t.deepEqual(ublkBlockDevices(), [])
+})

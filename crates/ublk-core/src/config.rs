@@ -76,7 +76,7 @@ impl DeviceConfig {
         if pbs < lbs || !pbs.is_power_of_two() || pbs > 65536 {
             return Err(invalid(format!("physical block size {pbs} must be a power of two from {lbs} to 65536")));
         }
-        if self.size == 0 || self.size % lbs as u64 != 0 {
+        if self.size == 0 || !self.size.is_multiple_of(lbs as u64) {
             return Err(invalid(format!("size {} must be a positive multiple of {lbs}", self.size)));
         }
         if self.nr_queues == 0 {
@@ -85,7 +85,7 @@ impl DeviceConfig {
         if self.queue_depth == 0 || self.queue_depth as u32 > UBLK_MAX_QUEUE_DEPTH {
             return Err(invalid(format!("queue depth {} is not within 1..=4096", self.queue_depth)));
         }
-        if self.max_io_bytes < 4096 || self.max_io_bytes > MAX_IO_BUF_BYTES || self.max_io_bytes % 4096 != 0 {
+        if self.max_io_bytes < 4096 || self.max_io_bytes > MAX_IO_BUF_BYTES || !self.max_io_bytes.is_multiple_of(4096) {
             return Err(invalid(format!("max IO size {} must be a multiple of 4096 up to 32 MiB", self.max_io_bytes)));
         }
         if self.id < -1 {

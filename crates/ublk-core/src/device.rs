@@ -126,7 +126,12 @@ fn add_device(config: &DeviceConfig) -> Result<UblkCtrl, UblkError> {
 
 /// A live device as its controller thread holds it.
 struct Running {
-    dev: Arc<UblkDev>,
+    /// The controller's reference, needed until START_DEV. Dropped right
+    /// after, so that the queue threads hold the last references: when they
+    /// exit (or are abandoned), `/dev/ublkcN` closes and the kernel fails the
+    /// requests they held (7.x aborts them on release, not on ring exit),
+    /// which is what lets a STOP_DEV blocked on them finish.
+    dev: Option<Arc<UblkDev>>,
     threads: Vec<JoinHandle<Result<(), UblkError>>>,
 }
 
@@ -205,12 +210,12 @@ fn spawn_queues(
             Err(e) => {
                 // Take down the queues already running before reporting.
                 shared.abandon_queues();
-                let _ = Running { dev, threads }.join();
+                let _ = Running { dev: Some(dev), threads }.join();
                 return Err(UblkError::Os { what: "spawning a queue thread", errno: e.raw_os_error().unwrap_or(libc::EAGAIN) });
             }
         }
     }
-    Ok(Running { dev, threads })
+    Ok(Running { dev: Some(dev), threads })
 }
 
 /// Runs a device from ADD_DEV to DEL_DEV on the calling (controller) thread.
@@ -259,7 +264,11 @@ fn serve_device(
             return Ok(());
         }
     };
-    if let Err(e) = checked("START_DEV", ctrl.start_dev(&running.dev)) {
+    let mut running = running;
+    let dev = running.dev.take().expect("the device is held until START_DEV");
+    let started = checked("START_DEV", ctrl.start_dev(&dev));
+    drop(dev);
+    if let Err(e) = started {
         shared.abandon_queues();
         // A queue thread's own error explains a failed start better.
         let e = running.join().err().unwrap_or(e);

@@ -75,8 +75,11 @@ impl QueueServer {
         for tag in 0..queue.nr_tags() as u16 {
             // The deprecated call is the only one that FETCHes with a raw
             // address (our region's slot); it counts the command in flight.
+            // The SQE is queued by the call itself; the returned future is
+            // only for async targets and our loop reaps the CQE directly.
             #[allow(deprecated)]
-            let _ = queue.submit_io_cmd(tag, sys::UBLK_U_IO_FETCH_REQ, self.region.slot(tag), -1);
+            let fetch = queue.submit_io_cmd(tag, sys::UBLK_U_IO_FETCH_REQ, self.region.slot(tag), -1);
+            drop(fetch);
         }
         self.arm_eventfd(queue)?;
         self.dev.notify_buffer_registration_complete(false);

@@ -129,6 +129,7 @@ pub struct NativeDevice {
     shared: Arc<DeviceShared>,
     control: Option<Sender<ControlMsg>>,
     lifecycle: Arc<Mutex<Lifecycle>>,
+    controller: Option<std::thread::JoinHandle<()>>,
     buffers_handed_out: Vec<bool>,
 }
 
@@ -145,6 +146,7 @@ impl NativeDevice {
             shared: Arc::new(DeviceShared::default()),
             control: None,
             lifecycle: Arc::new(Mutex::new(Lifecycle::Idle)),
+            controller: None,
             buffers_handed_out: Vec::new(),
         }
     }
@@ -188,9 +190,12 @@ impl NativeDevice {
                 settle_closed(w, outcome.clone());
             }
         });
-        if let Err(e) = spawned {
-            *self.lifecycle.lock().unwrap() = Lifecycle::Idle;
-            return Err(Error::new(Status::GenericFailure, format!("cannot spawn the ublk control thread: {e}")));
+        match spawned {
+            Ok(handle) => self.controller = Some(handle),
+            Err(e) => {
+                *self.lifecycle.lock().unwrap() = Lifecycle::Idle;
+                return Err(Error::new(Status::GenericFailure, format!("cannot spawn the ublk control thread: {e}")));
+            }
         }
         Ok(promise)
     }
@@ -251,6 +256,23 @@ impl NativeDevice {
             }
         }
         Ok(promise)
+    }
+}
+
+#[napi]
+impl NativeDevice {
+    /// For process exit, when JavaScript can serve nothing more: abandons the
+    /// queues (the kernel fails what they held), then stops and deletes the
+    /// device, blocking until it is gone.
+    #[napi]
+    pub fn close_sync(&mut self) {
+        self.shared.abandon_queues();
+        if let Some(tx) = self.control.take() {
+            let _ = tx.send(ControlMsg::Close);
+        }
+        if let Some(handle) = self.controller.take() {
+            let _ = handle.join();
+        }
     }
 }
 
