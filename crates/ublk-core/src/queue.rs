@@ -77,9 +77,8 @@ impl QueueServer {
             // address (our region's slot); it counts the command in flight.
             // The SQE is queued by the call itself; the returned future is
             // only for async targets and our loop reaps the CQE directly.
-            #[allow(deprecated)]
-            let fetch = queue.submit_io_cmd(tag, sys::UBLK_U_IO_FETCH_REQ, self.region.slot(tag), -1);
-            drop(fetch);
+            #[allow(deprecated, clippy::let_underscore_future)]
+            let _ = queue.submit_io_cmd(tag, sys::UBLK_U_IO_FETCH_REQ, self.region.slot(tag), -1);
         }
         self.arm_eventfd(queue)?;
         self.dev.notify_buffer_registration_complete(false);
