@@ -72,6 +72,8 @@ export interface NativeDeviceInfo {
   flags: number
   ublksrvPid: number
   state: number
+  /** "external" or "js": where the IO buffers live (see the options). */
+  buffers: string
 }
 
 /**
@@ -94,6 +96,12 @@ export interface NativeDeviceOptions {
   discard?: boolean
   writeCache?: boolean
   fua?: boolean
+  /**
+   * Where the IO buffers live: "external" (memory we map, shown to JS as
+   * external ArrayBuffers) or "js" (ArrayBuffers V8 allocates). Absent:
+   * "external" unless the runtime refuses external buffers.
+   */
+  buffers?: string
 }
 
 export interface OutcomeError {

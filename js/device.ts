@@ -10,7 +10,9 @@ import type { QueueStats } from './stats'
 
 /**
  * What the kernel reports about a live device (id, queues, queueDepth,
- * maxIoBufBytes, flags, ublksrvPid, state), plus the geometry it was created with.
+ * maxIoBufBytes, flags, ublksrvPid, state), where the IO buffers live
+ * (`buffers`: "external", or "js" on runtimes that refuse external
+ * ArrayBuffers), plus the geometry it was created with.
  */
 export interface DeviceInfo extends NativeDeviceInfo {
   size: number
@@ -120,6 +122,17 @@ function emptyFor(queue: number): QueueStats {
   return { queue, reads: 0, writes: 0, flushes: 0, discards: 0, writeZeroes: 0, other: 0, bytesRead: 0, bytesWritten: 0, errors: 0, inFlight: 0 }
 }
 
+let warnedJsBuffers = false
+
+function warnJsBuffersOnce(): void {
+  if (warnedJsBuffers) return
+  warnedJsBuffers = true
+  process.emitWarning(
+    'this runtime refuses external ArrayBuffers; ublk hands the kernel ArrayBuffers allocated by JavaScript instead (still zero-copy)',
+    { code: 'UBLK_JS_BUFFERS' },
+  )
+}
+
 /**
  * Creates a ublk device served by `options.handler` and resolves once it is
  * live. Invalid options reject with a TypeError/RangeError naming the option
@@ -150,6 +163,7 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
   const outcome = await nativeDevice.start(onRequests)
   if (outcome.error || !outcome.value) throw toError(outcome.error ?? { code: 'EIO', message: 'the device did not start' })
   const info: NativeDeviceInfo = outcome.value
+  if (info.buffers === 'js' && resolved.native.buffers === undefined) warnJsBuffersOnce()
   device = new Device(
     nativeDevice,
     dispatchers,

@@ -80,9 +80,23 @@ const MAX_SAFE_SIZE = Number.MAX_SAFE_INTEGER - (Number.MAX_SAFE_INTEGER % 4096)
 
 /** The validated options, with defaults filled in. */
 export interface ResolvedOptions {
-  native: NativeDeviceOptions & Required<Omit<NativeDeviceOptions, 'id'>>
+  native: NativeDeviceOptions & Required<Omit<NativeDeviceOptions, 'id' | 'buffers'>>
   handler: Handler
   handleSignals: boolean
+}
+
+/**
+ * Where the IO buffers live, from the environment: `UBLK_BUFFERS=js` forces
+ * the fallback for runtimes that refuse external ArrayBuffers (to test it),
+ * `external` forbids the fallback; unset lets the addon decide.
+ */
+export function buffersFromEnv(env: NodeJS.ProcessEnv = process.env): 'external' | 'js' | undefined {
+  const value = env.UBLK_BUFFERS
+  if (value === undefined || value === '') return undefined
+  if (value === 'js' || value === 'external') return value
+  throw Object.assign(new RangeError(`UBLK_BUFFERS must be "js" or "external". Received ${JSON.stringify(value)}`), {
+    code: 'ERR_OUT_OF_RANGE',
+  })
 }
 
 export function resolveOptions(options: unknown): ResolvedOptions {
@@ -118,6 +132,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   if (fua && !writeCache) throw OptionError.range('fua', 'false when writeCache is false', fua)
   const id = o.id === undefined ? -1 : integer(o, 'id', 0, 1 << 20, -1)
   const handleSignals = boolean(o, 'handleSignals', true)
+  const buffers = buffersFromEnv()
 
   return {
     native: {
@@ -133,6 +148,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
       discard,
       writeCache,
       fua,
+      ...(buffers && { buffers }),
     },
     handler,
     handleSignals,

@@ -1,6 +1,7 @@
 import test from 'ava'
 import { existsSync } from 'node:fs'
 import { createDevice, NullBackend, UblkError, type DeviceOptions } from '../../js'
+import { buffersFromEnv } from '../../js/options'
 
 const base = (): DeviceOptions => ({ size: 1 << 30, handler: new NullBackend() })
 
@@ -47,3 +48,10 @@ test('rejects options that are not an object', async (t) => {
     t.regex(err?.message ?? '', /ublk_drv/)
   },
 )
+
+test('UBLK_BUFFERS accepts js and external, and names itself when wrong', (t) => {
+  t.is(buffersFromEnv({}), undefined)
+  t.is(buffersFromEnv({ UBLK_BUFFERS: 'js' }), 'js')
+  t.is(buffersFromEnv({ UBLK_BUFFERS: 'external' }), 'external')
+  t.throws(() => buffersFromEnv({ UBLK_BUFFERS: 'copy' }), { instanceOf: RangeError, message: /UBLK_BUFFERS/ })
+})

@@ -1,7 +1,11 @@
-//! The IO buffers of one queue: a single page-aligned anonymous mapping,
-//! one `stride`-sized slot per tag. The kernel copies WRITE data into a
-//! tag's slot before the request reaches us and copies READ data out of it
-//! on commit; JavaScript sees the whole mapping as one external ArrayBuffer.
+//! The IO buffers of one queue: one region, one `stride`-sized slot per tag.
+//! The kernel copies WRITE data into a tag's slot before the request reaches
+//! us and copies READ data out of it on commit.
+//!
+//! Normally the region is our own page-aligned anonymous mapping, which
+//! JavaScript sees as one external ArrayBuffer. Runtimes that refuse external
+//! buffers (a V8 sandbox) get a *borrowed* region instead: memory of an
+//! ArrayBuffer JavaScript allocated, whose owner keeps it alive.
 
 use crate::error::{last_errno, UblkError};
 use std::ptr::NonNull;
@@ -13,6 +17,8 @@ pub struct IoBufferRegion {
     base: NonNull<u8>,
     len: usize,
     stride: usize,
+    /// False for borrowed memory, which is not ours to unmap.
+    mapped: bool,
 }
 
 // SAFETY: the region is plain memory owned by this value; all access goes
@@ -42,10 +48,27 @@ impl IoBufferRegion {
             return Err(UblkError::Os { what: "mmap of the IO buffers", errno: last_errno() });
         }
         let base = NonNull::new(p as *mut u8).expect("mmap returned NULL without MAP_FAILED");
-        Ok(IoBufferRegion { base, len, stride })
+        Ok(IoBufferRegion { base, len, stride, mapped: true })
     }
 
-    /// The start of the mapping (page aligned).
+    /// A region over memory someone else allocated (a JavaScript
+    /// ArrayBuffer), `depth` slots of `stride` bytes from `base`.
+    ///
+    /// # Safety
+    /// `base` must point at `depth * stride` writable bytes that stay
+    /// allocated, and are not moved, until every queue thread and the kernel
+    /// are done with the region: that is, until `run_device` has returned.
+    pub unsafe fn borrowed(base: *mut u8, depth: usize, stride: usize) -> Result<IoBufferRegion, UblkError> {
+        let base = NonNull::new(base).ok_or(UblkError::InvalidConfig("a borrowed IO buffer region has no memory".into()))?;
+        Ok(IoBufferRegion { base, len: depth * stride, stride, mapped: false })
+    }
+
+    /// Whether the region is our own mapping (false: borrowed memory).
+    pub fn is_mapped(&self) -> bool {
+        self.mapped
+    }
+
+    /// The start of the region (page aligned unless borrowed).
     pub fn base(&self) -> *mut u8 {
         self.base.as_ptr()
     }
@@ -74,6 +97,9 @@ impl IoBufferRegion {
 
 impl Drop for IoBufferRegion {
     fn drop(&mut self) {
+        if !self.mapped {
+            return; // borrowed memory is freed by its owner
+        }
         // SAFETY: base/len are exactly what mmap returned; nobody holds the
         // region any more (this is the last owner).
         unsafe { libc::munmap(self.base.as_ptr() as *mut libc::c_void, self.len) };

@@ -167,6 +167,7 @@ fn spawn_queues(
     ctrl: &UblkCtrl,
     config: &DeviceConfig,
     shared: &DeviceShared,
+    supplied: &[Arc<IoBufferRegion>],
     sink: &Arc<dyn RequestSink>,
 ) -> Result<Running, UblkError> {
     let info = ctrl.dev_info();
@@ -186,12 +187,25 @@ fn spawn_queues(
     .map_err(|e| UblkError::Os { what: "opening /dev/ublkcN", errno: libublk_errno(&e) })?;
     let dev = Arc::new(dev);
 
+    let depth = info.queue_depth as usize;
+    let slot_bytes = info.max_io_buf_bytes as usize;
     let mut queues = Vec::with_capacity(info.nr_hw_queues as usize);
-    for _ in 0..info.nr_hw_queues {
-        queues.push(QueueShared {
-            region: Arc::new(IoBufferRegion::new(info.queue_depth as usize, info.max_io_buf_bytes as usize)?),
-            completions: Arc::new(CompletionQueue::new()?),
-        });
+    for qid in 0..info.nr_hw_queues as usize {
+        let region = match supplied.get(qid) {
+            Some(r) if r.stride() >= slot_bytes && r.len() >= depth * r.stride() => r.clone(),
+            Some(r) => {
+                return Err(UblkError::InvalidConfig(format!(
+                    "queue {qid}'s supplied buffers hold {} bytes in slots of {}; the device needs {depth} slots of {slot_bytes}",
+                    r.len(),
+                    r.stride()
+                )))
+            }
+            None if !supplied.is_empty() => {
+                return Err(UblkError::InvalidConfig(format!("no supplied buffers for queue {qid}")))
+            }
+            None => Arc::new(IoBufferRegion::new(depth, slot_bytes)?),
+        };
+        queues.push(QueueShared { region, completions: Arc::new(CompletionQueue::new()?) });
     }
     let queues = shared.set_queues(queues);
 
@@ -224,15 +238,19 @@ fn spawn_queues(
 /// kept it from starting (everything created is then removed again). After a
 /// successful start the device is served until `control` says `Close` or is
 /// dropped; the result of the teardown is returned.
+///
+/// `supplied` is empty to have each queue's buffers mapped here, or holds one
+/// region per requested queue (borrowed memory, see `IoBufferRegion::borrowed`).
 pub fn run_device(
     config: DeviceConfig,
     shared: Arc<DeviceShared>,
+    supplied: Vec<Arc<IoBufferRegion>>,
     sink: Arc<dyn RequestSink>,
     control: Receiver<ControlMsg>,
     on_started: impl FnOnce(Result<DeviceInfo, UblkError>),
 ) -> Result<(), UblkError> {
     block_signals();
-    let result = serve_device(config, &shared, sink, control, on_started);
+    let result = serve_device(config, &shared, &supplied, sink, control, on_started);
     // Every queue thread has been joined (or never ran): close the eventfds.
     shared.release();
     result
@@ -241,6 +259,7 @@ pub fn run_device(
 fn serve_device(
     config: DeviceConfig,
     shared: &Arc<DeviceShared>,
+    supplied: &[Arc<IoBufferRegion>],
     sink: Arc<dyn RequestSink>,
     control: Receiver<ControlMsg>,
     on_started: impl FnOnce(Result<DeviceInfo, UblkError>),
@@ -256,7 +275,7 @@ fn serve_device(
             return Ok(());
         }
     };
-    let running = match spawn_queues(&ctrl, &config, shared, &sink) {
+    let running = match spawn_queues(&ctrl, &config, shared, supplied, &sink) {
         Ok(r) => r,
         Err(e) => {
             let _ = ctrl.del_dev();

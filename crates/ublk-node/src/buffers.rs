@@ -39,3 +39,91 @@ pub fn external_region(env: &Env, region: Arc<IoBufferRegion>) -> Result<Unknown
     // SAFETY: `value` is a live napi_value of this env's current scope.
     Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value) })
 }
+
+unsafe extern "C" fn free_probe(_env: sys::napi_env, data: *mut std::ffi::c_void, _hint: *mut std::ffi::c_void) {
+    // SAFETY: `data` is the Box<u64> leaked in `probe_external_buffers`.
+    drop(unsafe { Box::from_raw(data as *mut u64) });
+}
+
+fn probe_external_buffers(env: &Env) -> bool {
+    let data = Box::into_raw(Box::new(0u64));
+    let mut value = std::ptr::null_mut();
+    // SAFETY: `data` points at 8 live bytes owned by the finalizer from now on.
+    let status = unsafe {
+        sys::napi_create_external_arraybuffer(env.raw(), data.cast(), 8, Some(free_probe), std::ptr::null_mut(), &mut value)
+    };
+    if status != sys::Status::napi_ok {
+        // SAFETY: V8 did not take `data`.
+        drop(unsafe { Box::from_raw(data) });
+    }
+    status != sys::Status::napi_no_external_buffers_allowed
+}
+
+/// Whether this runtime accepts external ArrayBuffers (probed once).
+pub fn external_buffers_allowed(env: &Env) -> bool {
+    static ALLOWED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ALLOWED.get_or_init(|| probe_external_buffers(env))
+}
+
+/// The fallback for runtimes without external buffers: one ArrayBuffer per
+/// queue, allocated by V8 and handed to the kernel as the queue's buffers
+/// (still zero copy). Strong references keep them alive; whoever holds this
+/// must not `release` it before the device's controller thread has ended.
+pub struct JsRegions {
+    refs: Vec<sys::napi_ref>,
+}
+
+impl JsRegions {
+    /// Allocates `queues` ArrayBuffers of `depth * stride` bytes, and the
+    /// borrowed regions over them.
+    pub fn allocate(env: &Env, queues: usize, depth: usize, stride: usize) -> Result<(JsRegions, Vec<Arc<IoBufferRegion>>)> {
+        let mut this = JsRegions { refs: Vec::with_capacity(queues) };
+        let mut regions = Vec::with_capacity(queues);
+        for _ in 0..queues {
+            let mut data = std::ptr::null_mut();
+            let mut value = std::ptr::null_mut();
+            // SAFETY: plain N-API calls on the JS thread; results checked.
+            let status = unsafe { sys::napi_create_arraybuffer(env.raw(), depth * stride, &mut data, &mut value) };
+            if status != sys::Status::napi_ok {
+                this.release(env);
+                return Err(Error::new(Status::GenericFailure, format!("cannot allocate {} bytes of IO buffers ({status})", depth * stride)));
+            }
+            let mut r = std::ptr::null_mut();
+            // SAFETY: as above; the reference (count 1) keeps `value` alive.
+            let status = unsafe { sys::napi_create_reference(env.raw(), value, 1, &mut r) };
+            if status != sys::Status::napi_ok {
+                this.release(env);
+                return Err(Error::new(Status::GenericFailure, format!("napi_create_reference failed ({status})")));
+            }
+            this.refs.push(r);
+            // SAFETY: V8 never moves an ArrayBuffer's backing store, and the
+            // strong reference above keeps it allocated until `release`, which
+            // the owner calls only after the device's threads have ended.
+            let region = unsafe { IoBufferRegion::borrowed(data.cast(), depth, stride) }
+                .map_err(|e| Error::new(Status::GenericFailure, e.to_string()))?;
+            regions.push(Arc::new(region));
+        }
+        Ok((this, regions))
+    }
+
+    /// Queue `queue`'s ArrayBuffer.
+    pub fn get<'env>(&self, env: &'env Env, queue: usize) -> Result<Unknown<'env>> {
+        let r = self.refs.get(queue).ok_or_else(|| Error::new(Status::InvalidArg, format!("no queue {queue}")))?;
+        let mut value = std::ptr::null_mut();
+        // SAFETY: `r` is a live strong reference of this env.
+        let status = unsafe { sys::napi_get_reference_value(env.raw(), *r, &mut value) };
+        if status != sys::Status::napi_ok {
+            return Err(Error::new(Status::GenericFailure, format!("napi_get_reference_value failed ({status})")));
+        }
+        // SAFETY: `value` is a live napi_value of the current scope.
+        Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value) })
+    }
+
+    /// Drops the references, letting V8 free the buffers.
+    pub fn release(&mut self, env: &Env) {
+        for r in self.refs.drain(..) {
+            // SAFETY: each reference is deleted exactly once.
+            unsafe { sys::napi_delete_reference(env.raw(), r) };
+        }
+    }
+}

@@ -3,6 +3,7 @@
 //! to JavaScript through a threadsafe function, exposes each queue's buffer
 //! region as one external ArrayBuffer, and takes completions back.
 
+use crate::buffers::{external_buffers_allowed, JsRegions};
 use crate::error::OutcomeError;
 use napi::JsDeferred;
 use napi::bindgen_prelude::*;
@@ -33,6 +34,10 @@ pub struct NativeDeviceOptions {
     pub discard: Option<bool>,
     pub write_cache: Option<bool>,
     pub fua: Option<bool>,
+    /// Where the IO buffers live: "external" (memory we map, shown to JS as
+    /// external ArrayBuffers) or "js" (ArrayBuffers V8 allocates). Absent:
+    /// "external" unless the runtime refuses external buffers.
+    pub buffers: Option<String>,
 }
 
 impl NativeDeviceOptions {
@@ -67,6 +72,8 @@ pub struct NativeDeviceInfo {
     pub flags: f64,
     pub ublksrv_pid: i32,
     pub state: u32,
+    /// "external" or "js": where the IO buffers live (see the options).
+    pub buffers: String,
 }
 
 /// How `start()` ended: `value` when live, `error` otherwise.
@@ -93,6 +100,7 @@ impl From<DeviceInfo> for NativeDeviceInfo {
             flags: i.flags as f64,
             ublksrv_pid: i.ublksrv_pid,
             state: i.state as u32,
+            buffers: String::new(),
         }
     }
 }
@@ -123,14 +131,17 @@ enum Lifecycle {
 }
 
 /// One ublk device, from `start()` to the end of `close()`.
-#[napi]
+#[napi(custom_finalize)]
 pub struct NativeDevice {
     config: DeviceConfig,
+    buffers_option: Option<String>,
     shared: Arc<DeviceShared>,
     control: Option<Sender<ControlMsg>>,
     lifecycle: Arc<Mutex<Lifecycle>>,
     controller: Option<std::thread::JoinHandle<()>>,
     buffers_handed_out: Vec<bool>,
+    /// The IO buffers JavaScript allocated, when external ones are refused.
+    js_regions: Option<JsRegions>,
 }
 
 fn settle_closed(d: JsDeferred<CloseOutcome, ClosedResolver>, outcome: CloseOutcome) {
@@ -143,11 +154,13 @@ impl NativeDevice {
     pub fn new(options: NativeDeviceOptions) -> Self {
         NativeDevice {
             config: options.to_config(),
+            buffers_option: options.buffers.clone(),
             shared: Arc::new(DeviceShared::default()),
             control: None,
             lifecycle: Arc::new(Mutex::new(Lifecycle::Idle)),
             controller: None,
             buffers_handed_out: Vec::new(),
+            js_regions: None,
         }
     }
 
@@ -161,6 +174,23 @@ impl NativeDevice {
         if !matches!(*self.lifecycle.lock().unwrap(), Lifecycle::Idle) {
             return Err(Error::new(Status::GenericFailure, "the device was already started"));
         }
+        let use_js_buffers = match self.buffers_option.as_deref() {
+            None => !external_buffers_allowed(env),
+            Some("external") => false,
+            Some("js") => true,
+            Some(other) => return Err(Error::new(Status::InvalidArg, format!("buffers must be \"external\" or \"js\", not {other:?}"))),
+        };
+        let mut supplied = Vec::new();
+        if use_js_buffers {
+            // Sized for what was asked: the kernel may grant fewer queues,
+            // never more, and never larger slots.
+            let stride = (self.config.max_io_bytes as usize).next_multiple_of(4096);
+            let (regions, borrowed) =
+                JsRegions::allocate(env, self.config.nr_queues as usize, self.config.queue_depth as usize, stride)?;
+            self.js_regions = Some(regions);
+            supplied = borrowed;
+        }
+        let buffers = if use_js_buffers { "js" } else { "external" };
         let tsfn: BatchFn = on_requests
             .build_threadsafe_function::<(u32, Vec<u32>)>()
             .callee_handled::<false>()
@@ -174,9 +204,12 @@ impl NativeDevice {
         let shared = self.shared.clone();
         let lifecycle = self.lifecycle.clone();
         let spawned = std::thread::Builder::new().name("ublk-control".into()).spawn(move || {
-            let result = run_device(config, shared, sink, rx, move |started| {
+            let result = run_device(config, shared, supplied, sink, rx, move |started| {
                 let outcome = match started {
-                    Ok(info) => StartOutcome { error: None, value: Some(info.into()) },
+                    Ok(info) => {
+                        let info = NativeDeviceInfo { buffers: buffers.to_string(), ..info.into() };
+                        StartOutcome { error: None, value: Some(info) }
+                    }
                     Err(e) => StartOutcome { error: Some(OutcomeError::from_core(&e)), value: None },
                 };
                 deferred.resolve(Box::new(move |_| Ok(outcome)));
@@ -218,7 +251,10 @@ impl NativeDevice {
         if self.buffers_handed_out[queue as usize] {
             return Err(Error::new(Status::GenericFailure, format!("queue {queue}'s buffer was already handed out")));
         }
-        let value = crate::buffers::external_region(env, q.region.clone())?;
+        let value = match &self.js_regions {
+            Some(js) => js.get(env, queue as usize)?,
+            None => crate::buffers::external_region(env, q.region.clone())?,
+        };
         self.buffers_handed_out[queue as usize] = true;
         Ok(value)
     }
@@ -266,6 +302,14 @@ impl NativeDevice {
     /// device, blocking until it is gone.
     #[napi]
     pub fn close_sync(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl NativeDevice {
+    /// Abandons the queues, tells the controller to stop and delete the
+    /// device, and waits for its thread to end.
+    fn shutdown(&mut self) {
         self.shared.abandon_queues();
         if let Some(tx) = self.control.take() {
             let _ = tx.send(ControlMsg::Close);
@@ -273,6 +317,18 @@ impl NativeDevice {
         if let Some(handle) = self.controller.take() {
             let _ = handle.join();
         }
+    }
+}
+
+impl ObjectFinalize for NativeDevice {
+    fn finalize(mut self, env: Env) -> Result<()> {
+        if let Some(mut js) = self.js_regions.take() {
+            // The kernel and the queue threads may use these buffers until
+            // the controller ends; only then may V8 free them.
+            self.shutdown();
+            js.release(&env);
+        }
+        Ok(())
     }
 }
 
