@@ -15,10 +15,11 @@ export declare class NativeDevice {
   /**
    * Adds and starts the device on its own controller thread. Request
    * batches go to `onRequests(queue, batch)` from the moment the queues
-   * are primed (START_DEV's partition scan needs them). Resolves with the
-   * kernel's device info, or an error outcome.
+   * are primed (START_DEV's partition scan needs them); with
+   * `rustNullHandler` there is no `onRequests`. Resolves with the kernel's
+   * device info, or an error outcome.
    */
-  start(onRequests: (arg0: number, arg1: Uint32Array) => void): Promise<StartOutcome>
+  start(onRequests?: ((arg0: number, arg1: Uint32Array) => void) | undefined | null): Promise<StartOutcome>
   /**
    * The buffer region of queue `queue` as one external ArrayBuffer: tag
    * `t`'s data is at `t * maxIoBufBytes`. Handed out once per queue (V8
@@ -44,6 +45,21 @@ export declare class NativeDevice {
    * device, blocking until it is gone.
    */
   closeSync(): void
+}
+
+/** A queue without a kernel: `depth` tags of `slotBytes` each. */
+export declare class SyntheticQueue {
+  constructor(depth: number, slotBytes: number)
+  /** The queue's buffer region as one external ArrayBuffer (queue 0 only). */
+  queueBuffer(queue: number): ArrayBuffer
+  slotBytes(queue: number): number
+  /** Takes `(tag, result)` pairs, exactly like `NativeDevice.complete`. */
+  complete(queue: number, pairs: Int32Array): boolean
+  /**
+   * Sends `requests` 4 KiB READs to `onRequests` in batches of `batch`
+   * from a Rust thread, each batch once the previous one completed.
+   */
+  run(onRequests: (arg0: number, arg1: Uint32Array) => void, batch: number, requests: number): Promise<SyntheticOutcome>
 }
 
 /** How the device's life ended: `error` if stopping or deleting failed. */
@@ -102,6 +118,11 @@ export interface NativeDeviceOptions {
    * "external" unless the runtime refuses external buffers.
    */
   buffers?: string
+  /**
+   * Diagnostic: serve every request in the queue thread as a null target
+   * (zeros on read), never calling JavaScript.
+   */
+  rustNullHandler?: boolean
 }
 
 export interface OutcomeError {
@@ -113,4 +134,13 @@ export interface OutcomeError {
 export interface StartOutcome {
   error?: OutcomeError
   value?: NativeDeviceInfo
+}
+
+/** What a synthetic run measured, or why it failed. */
+export interface SyntheticOutcome {
+  error?: OutcomeError
+  requests: number
+  batches: number
+  /** Wall time of the whole run in nanoseconds. */
+  elapsedNs: number
 }

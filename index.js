@@ -836,5 +836,6 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.NativeDevice = nativeBinding.NativeDevice
+module.exports.SyntheticQueue = nativeBinding.SyntheticQueue
 module.exports.featureNames = nativeBinding.featureNames
 module.exports.kernelFeatures = nativeBinding.kernelFeatures

@@ -147,11 +147,13 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
   const onRequestError = (err: unknown, ctx: RequestContext) => {
     if (device && device.listenerCount('requestError') > 0) device.emit('requestError', err, ctx)
   }
+  const handler = resolved.handler
   const onRequests = (queue: number, batch: Uint32Array) => {
+    if (!handler) return
     try {
       let d = dispatchers.get(queue)
       if (!d) {
-        d = new QueueDispatcher(nativeDevice, queue, resolved.handler, onRequestError)
+        d = new QueueDispatcher(nativeDevice, queue, handler, onRequestError)
         dispatchers.set(queue, d)
       }
       d.onBatch(batch)
@@ -160,7 +162,7 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
       process.emitWarning(`ublk: cannot serve queue ${queue}: ${String(err)}`)
     }
   }
-  const outcome = await nativeDevice.start(onRequests)
+  const outcome = await nativeDevice.start(handler ? onRequests : undefined)
   if (outcome.error || !outcome.value) throw toError(outcome.error ?? { code: 'EIO', message: 'the device did not start' })
   const info: NativeDeviceInfo = outcome.value
   if (info.buffers === 'js' && resolved.native.buffers === undefined) warnJsBuffersOnce()

@@ -30,6 +30,12 @@ function errnoOf(err: unknown): number {
   return err instanceof UblkError ? err.errno : EIO
 }
 
+/**
+ * What a dispatcher needs from its queue: the `NativeDevice`, or the
+ * dispatch microbenchmark's `SyntheticQueue`, which stands in for one.
+ */
+export type QueuePort = Pick<NativeDevice, 'queueBuffer' | 'slotBytes' | 'complete'>
+
 export class QueueDispatcher {
   readonly stats: QueueStats
   private readonly slots: Buffer[] = []
@@ -39,7 +45,7 @@ export class QueueDispatcher {
   private readonly flushBound = () => this.flush()
 
   constructor(
-    private readonly native: NativeDevice,
+    private readonly native: QueuePort,
     private readonly queue: number,
     private readonly handler: Handler,
     private readonly onRequestError: RequestErrorListener,

@@ -7,8 +7,8 @@ import type { Handler } from './handler'
 export interface DeviceOptions {
   /** Capacity in bytes: a positive multiple of `logicalBlockSize`. */
   size: number
-  /** Serves the requests. */
-  handler: Handler
+  /** Serves the requests. (Absent only with `rustNullHandler`.) */
+  handler?: Handler
   /** Logical block size: a power of two from 512 to 4096. Default 512. */
   logicalBlockSize?: number
   /** Physical block size: a power of two from `logicalBlockSize` to 65536. Default 4096. */
@@ -33,6 +33,12 @@ export interface DeviceOptions {
   id?: number
   /** Close the device on SIGINT/SIGTERM, then exit. Default true. */
   handleSignals?: boolean
+  /**
+   * Diagnostic, for benchmarks: serve every request inside the addon's queue
+   * threads as a null device (zeros on read, like `NullBackend`), never
+   * calling JavaScript. Measures what the JS hop costs; give no `handler`.
+   */
+  rustNullHandler?: boolean
 }
 
 const OptionError = {
@@ -81,7 +87,8 @@ const MAX_SAFE_SIZE = Number.MAX_SAFE_INTEGER - (Number.MAX_SAFE_INTEGER % 4096)
 /** The validated options, with defaults filled in. */
 export interface ResolvedOptions {
   native: NativeDeviceOptions & Required<Omit<NativeDeviceOptions, 'id' | 'buffers'>>
-  handler: Handler
+  /** Absent when `rustNullHandler` serves the requests. */
+  handler: Handler | undefined
   handleSignals: boolean
 }
 
@@ -99,6 +106,18 @@ export function buffersFromEnv(env: NodeJS.ProcessEnv = process.env): 'external'
   })
 }
 
+function validHandler(handler: unknown): Handler {
+  if (typeof handler !== 'object' || handler === null) throw OptionError.type('handler', 'an object', handler)
+  const h = handler as Record<string, unknown>
+  if (typeof h.read !== 'function') throw OptionError.type('handler.read', 'a function', h.read)
+  for (const method of ['write', 'flush', 'discard', 'writeZeroes'] as const) {
+    if (h[method] !== undefined && typeof h[method] !== 'function') {
+      throw OptionError.type(`handler.${method}`, 'a function', h[method])
+    }
+  }
+  return handler as Handler
+}
+
 export function resolveOptions(options: unknown): ResolvedOptions {
   if (typeof options !== 'object' || options === null) {
     throw Object.assign(new TypeError(`The "options" argument must be of type object. Received ${describe(options)}`), {
@@ -106,14 +125,12 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     })
   }
   const o = options as Record<string, unknown>
-  const handler = o.handler as Handler | undefined
-  if (typeof handler !== 'object' || handler === null) throw OptionError.type('handler', 'an object', handler)
-  if (typeof handler.read !== 'function') throw OptionError.type('handler.read', 'a function', handler.read)
-  for (const method of ['write', 'flush', 'discard', 'writeZeroes'] as const) {
-    if (handler[method] !== undefined && typeof handler[method] !== 'function') {
-      throw OptionError.type(`handler.${method}`, 'a function', handler[method])
-    }
+  const rustNullHandler = boolean(o, 'rustNullHandler', false)
+  const handler = rustNullHandler ? undefined : validHandler(o.handler)
+  if (rustNullHandler && o.handler !== undefined) {
+    throw OptionError.type('handler', 'undefined when rustNullHandler is true', o.handler)
   }
+  const hasOp = (op: keyof Handler) => (rustNullHandler ? true : handler?.[op] !== undefined)
 
   const logicalBlockSize = powerOfTwo(o, 'logicalBlockSize', 512, 4096, 512)
   const physicalBlockSize = powerOfTwo(o, 'physicalBlockSize', logicalBlockSize, 65536, Math.max(4096, logicalBlockSize))
@@ -126,8 +143,8 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   if (maxIoSize % 4096 !== 0) throw OptionError.range('maxIoSize', 'a multiple of 4096', maxIoSize)
   const readOnly = boolean(o, 'readOnly', false)
   const rotational = boolean(o, 'rotational', false)
-  const discard = boolean(o, 'discard', handler.discard !== undefined || handler.writeZeroes !== undefined)
-  const writeCache = boolean(o, 'writeCache', handler.flush !== undefined)
+  const discard = boolean(o, 'discard', hasOp('discard') || hasOp('writeZeroes'))
+  const writeCache = boolean(o, 'writeCache', hasOp('flush'))
   const fua = boolean(o, 'fua', false)
   if (fua && !writeCache) throw OptionError.range('fua', 'false when writeCache is false', fua)
   const id = o.id === undefined ? -1 : integer(o, 'id', 0, 1 << 20, -1)
@@ -149,6 +166,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
       writeCache,
       fua,
       ...(buffers && { buffers }),
+      rustNullHandler,
     },
     handler,
     handleSignals,

@@ -55,3 +55,15 @@ test('UBLK_BUFFERS accepts js and external, and names itself when wrong', (t) =>
   t.is(buffersFromEnv({ UBLK_BUFFERS: 'external' }), 'external')
   t.throws(() => buffersFromEnv({ UBLK_BUFFERS: 'copy' }), { instanceOf: RangeError, message: /UBLK_BUFFERS/ })
 })
+
+test('rustNullHandler takes no handler, and a handler is required without it', async (t) => {
+  await t.throwsAsync(createDevice({ size: 1 << 20, rustNullHandler: true, handler: new NullBackend() }), {
+    instanceOf: TypeError,
+    message: /options\.handler.*rustNullHandler/,
+  })
+  await t.throwsAsync(createDevice({ size: 1 << 20 }), { instanceOf: TypeError, message: /options\.handler/ })
+  await t.throwsAsync(createDevice({ size: 1 << 20, rustNullHandler: 1 as unknown as boolean }), {
+    instanceOf: TypeError,
+    message: /options\.rustNullHandler/,
+  })
+})

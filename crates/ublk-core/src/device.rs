@@ -9,7 +9,7 @@
 
 use crate::buffer::IoBufferRegion;
 use crate::config::DeviceConfig;
-use crate::dispatch::{CompletionQueue, RequestSink};
+use crate::dispatch::{CompletionQueue, Handling};
 use crate::error::{libublk_errno, UblkError};
 use crate::queue::{block_signals, QueueServer};
 use libublk::ctrl::{UblkCtrl, UblkCtrlBuilder};
@@ -168,7 +168,7 @@ fn spawn_queues(
     config: &DeviceConfig,
     shared: &DeviceShared,
     supplied: &[Arc<IoBufferRegion>],
-    sink: &Arc<dyn RequestSink>,
+    handling: &Handling,
 ) -> Result<Running, UblkError> {
     let info = ctrl.dev_info();
     let params = config.ublk_params(info.max_io_buf_bytes);
@@ -216,7 +216,7 @@ fn spawn_queues(
             dev: dev.clone(),
             region: q.region.clone(),
             completions: q.completions.clone(),
-            sink: sink.clone(),
+            handling: handling.clone(),
         };
         let spawned = std::thread::Builder::new().name(format!("ublk{}q{}", info.dev_id, qid)).spawn(move || server.run());
         match spawned {
@@ -245,12 +245,12 @@ pub fn run_device(
     config: DeviceConfig,
     shared: Arc<DeviceShared>,
     supplied: Vec<Arc<IoBufferRegion>>,
-    sink: Arc<dyn RequestSink>,
+    handling: Handling,
     control: Receiver<ControlMsg>,
     on_started: impl FnOnce(Result<DeviceInfo, UblkError>),
 ) -> Result<(), UblkError> {
     block_signals();
-    let result = serve_device(config, &shared, &supplied, sink, control, on_started);
+    let result = serve_device(config, &shared, &supplied, &handling, control, on_started);
     // Every queue thread has been joined (or never ran): close the eventfds.
     shared.release();
     result
@@ -260,7 +260,7 @@ fn serve_device(
     config: DeviceConfig,
     shared: &Arc<DeviceShared>,
     supplied: &[Arc<IoBufferRegion>],
-    sink: Arc<dyn RequestSink>,
+    handling: &Handling,
     control: Receiver<ControlMsg>,
     on_started: impl FnOnce(Result<DeviceInfo, UblkError>),
 ) -> Result<(), UblkError> {
@@ -275,7 +275,7 @@ fn serve_device(
             return Ok(());
         }
     };
-    let running = match spawn_queues(&ctrl, &config, shared, supplied, &sink) {
+    let running = match spawn_queues(&ctrl, &config, shared, supplied, handling) {
         Ok(r) => r,
         Err(e) => {
             let _ = ctrl.del_dev();

@@ -9,7 +9,7 @@
 use crate::error::{last_errno, UblkError};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Words per request in a batch: tag, op_flags, start_sector low and high
 /// halves, nr_sectors (the fields of `ublksrv_io_desc` a handler needs).
@@ -19,6 +19,16 @@ pub const REQUEST_WORDS: usize = 5;
 /// must not block.
 pub trait RequestSink: Send + Sync {
     fn deliver(&self, qid: u16, batch: Vec<u32>);
+}
+
+/// Who serves a device's requests.
+#[derive(Clone)]
+pub enum Handling {
+    /// Batches go to a sink (the JavaScript handlers).
+    Sink(Arc<dyn RequestSink>),
+    /// The queue thread serves them itself as a null target, without the JS
+    /// hop (`null_target`): a diagnostic that measures what the hop costs.
+    NullInQueue,
 }
 
 /// Completions waiting for one queue thread, plus its wake-up eventfd.

@@ -12,7 +12,9 @@ pub mod device;
 pub mod dispatch;
 pub mod error;
 pub mod features;
+pub mod null_target;
 pub mod queue;
+pub mod synthetic;
 
 pub use config::DeviceConfig;
 pub use error::UblkError;

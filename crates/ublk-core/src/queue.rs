@@ -7,7 +7,7 @@
 //! completions handlers pushed into COMMIT_AND_FETCH_REQ commands.
 
 use crate::buffer::IoBufferRegion;
-use crate::dispatch::{CompletionQueue, RequestSink, REQUEST_WORDS};
+use crate::dispatch::{CompletionQueue, Handling, REQUEST_WORDS};
 use crate::error::{libublk_errno, UblkError};
 use io_uring::{cqueue, opcode, types};
 use libublk::io::{BufDesc, UblkDev, UblkQueue};
@@ -24,7 +24,7 @@ pub struct QueueServer {
     pub dev: Arc<UblkDev>,
     pub region: Arc<IoBufferRegion>,
     pub completions: Arc<CompletionQueue>,
-    pub sink: Arc<dyn RequestSink>,
+    pub handling: Handling,
 }
 
 /// Blocks every signal on the calling thread, so signals go to the JS thread
@@ -71,6 +71,14 @@ impl QueueServer {
             .map_err(|e| UblkError::Queue { qid: self.qid, what: "arming the completion eventfd", errno: libublk_errno(&e) })
     }
 
+    /// Queues COMMIT_AND_FETCH_REQ for each `(tag, result)` pair.
+    fn commit(&self, queue: &UblkQueue, pairs: &[i32]) {
+        for pair in pairs.chunks_exact(2) {
+            let tag = pair[0] as u16;
+            let _ = queue.complete_io_cmd_unified(tag, BufDesc::RawAddress(self.region.slot(tag)), Ok(UblkIORes::Result(pair[1])));
+        }
+    }
+
     fn serve(&self, queue: &UblkQueue) -> Result<(), UblkError> {
         for tag in 0..queue.nr_tags() as u16 {
             // The deprecated call is the only one that FETCHes with a raw
@@ -83,7 +91,9 @@ impl QueueServer {
         self.arm_eventfd(queue)?;
         self.dev.notify_buffer_registration_complete(false);
 
+        let null_in_queue = matches!(self.handling, Handling::NullInQueue);
         let mut completions: Vec<i32> = Vec::new();
+        let mut served_here: Vec<i32> = Vec::new();
         loop {
             let mut batch: Vec<u32> = Vec::new();
             let mut woken = false;
@@ -100,6 +110,13 @@ impl QueueServer {
                     let tag = (user_data & 0xffff) as u16;
                     if cqe.result() == sys::UBLK_IO_RES_OK as i32 {
                         let iod = *queue.get_iod(tag);
+                        if null_in_queue {
+                            // SAFETY: the tag's slot holds max_io_buf_bytes,
+                            // which bounds every request's nr_sectors.
+                            let res = unsafe { crate::null_target::serve(iod.op_flags, iod.nr_sectors, self.region.slot(tag)) };
+                            served_here.extend_from_slice(&[tag as i32, res]);
+                            return;
+                        }
                         batch.extend_from_slice(&[
                             tag as u32,
                             iod.op_flags,
@@ -123,8 +140,12 @@ impl QueueServer {
                 }
             }
             debug_assert_eq!(batch.len() % REQUEST_WORDS, 0);
-            if !batch.is_empty() {
-                self.sink.deliver(self.qid, batch);
+            if let (false, Handling::Sink(sink)) = (batch.is_empty(), &self.handling) {
+                sink.deliver(self.qid, batch);
+            }
+            if !served_here.is_empty() {
+                self.commit(queue, &served_here);
+                served_here.clear();
             }
             if woken {
                 self.completions.drain_eventfd();
@@ -132,14 +153,7 @@ impl QueueServer {
                     return Ok(());
                 }
                 self.completions.take(&mut completions);
-                for pair in completions.chunks_exact(2) {
-                    let tag = pair[0] as u16;
-                    let _ = queue.complete_io_cmd_unified(
-                        tag,
-                        BufDesc::RawAddress(self.region.slot(tag)),
-                        Ok(UblkIORes::Result(pair[1])),
-                    );
-                }
+                self.commit(queue, &completions);
                 completions.clear();
             }
             if rearm && !queue.is_stopping() {

@@ -12,7 +12,7 @@ use napi_derive::napi;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use ublk_core::device::{run_device, ControlMsg, DeviceInfo, DeviceShared};
-use ublk_core::dispatch::RequestSink;
+use ublk_core::dispatch::{Handling, RequestSink};
 use ublk_core::DeviceConfig;
 
 /// Device options as the TypeScript layer passes them (already validated
@@ -38,6 +38,9 @@ pub struct NativeDeviceOptions {
     /// external ArrayBuffers) or "js" (ArrayBuffers V8 allocates). Absent:
     /// "external" unless the runtime refuses external buffers.
     pub buffers: Option<String>,
+    /// Diagnostic: serve every request in the queue thread as a null target
+    /// (zeros on read), never calling JavaScript.
+    pub rust_null_handler: Option<bool>,
 }
 
 impl NativeDeviceOptions {
@@ -107,10 +110,18 @@ impl From<DeviceInfo> for NativeDeviceInfo {
 
 /// Requests to JS: `(queue, batch)` where batch holds 5 words a request
 /// (tag, op_flags, start_sector low, start_sector high, nr_sectors).
-type BatchFn = ThreadsafeFunction<(u32, Vec<u32>), (), FnArgs<(u32, Uint32Array)>, Status, false>;
+pub(crate) type BatchFn = ThreadsafeFunction<(u32, Vec<u32>), (), FnArgs<(u32, Uint32Array)>, Status, false>;
 
-struct JsSink {
-    tsfn: BatchFn,
+pub(crate) struct JsSink {
+    pub(crate) tsfn: BatchFn,
+}
+
+/// The threadsafe function that hands a queue's batches to `onRequests`.
+pub(crate) fn batch_function(on_requests: Function<FnArgs<(u32, Uint32Array)>, ()>) -> Result<BatchFn> {
+    on_requests
+        .build_threadsafe_function::<(u32, Vec<u32>)>()
+        .callee_handled::<false>()
+        .build_callback(|ctx| Ok((ctx.value.0, Uint32Array::new(ctx.value.1)).into()))
 }
 
 impl RequestSink for JsSink {
@@ -135,6 +146,7 @@ enum Lifecycle {
 pub struct NativeDevice {
     config: DeviceConfig,
     buffers_option: Option<String>,
+    rust_null_handler: bool,
     shared: Arc<DeviceShared>,
     control: Option<Sender<ControlMsg>>,
     lifecycle: Arc<Mutex<Lifecycle>>,
@@ -155,6 +167,7 @@ impl NativeDevice {
         NativeDevice {
             config: options.to_config(),
             buffers_option: options.buffers.clone(),
+            rust_null_handler: options.rust_null_handler.unwrap_or(false),
             shared: Arc::new(DeviceShared::default()),
             control: None,
             lifecycle: Arc::new(Mutex::new(Lifecycle::Idle)),
@@ -166,14 +179,27 @@ impl NativeDevice {
 
     /// Adds and starts the device on its own controller thread. Request
     /// batches go to `onRequests(queue, batch)` from the moment the queues
-    /// are primed (START_DEV's partition scan needs them). Resolves with the
-    /// kernel's device info, or an error outcome.
+    /// are primed (START_DEV's partition scan needs them); with
+    /// `rustNullHandler` there is no `onRequests`. Resolves with the kernel's
+    /// device info, or an error outcome.
     #[napi(ts_return_type = "Promise<StartOutcome>")]
-    pub fn start<'env>(&mut self, env: &'env Env, on_requests: Function<FnArgs<(u32, Uint32Array)>, ()>) -> Result<Object<'env>> {
+    pub fn start<'env>(
+        &mut self,
+        env: &'env Env,
+        on_requests: Option<Function<FnArgs<(u32, Uint32Array)>, ()>>,
+    ) -> Result<Object<'env>> {
         let (deferred, promise) = env.create_deferred::<StartOutcome, OutcomeResolver>()?;
         if !matches!(*self.lifecycle.lock().unwrap(), Lifecycle::Idle) {
             return Err(Error::new(Status::GenericFailure, "the device was already started"));
         }
+        let handling = match (on_requests, self.rust_null_handler) {
+            (None, true) => Handling::NullInQueue,
+            (Some(on_requests), false) => {
+                Handling::Sink(Arc::new(JsSink { tsfn: batch_function(on_requests)? }) as Arc<dyn RequestSink>)
+            }
+            (Some(_), true) => return Err(Error::new(Status::InvalidArg, "rustNullHandler serves requests itself: pass no onRequests")),
+            (None, false) => return Err(Error::new(Status::InvalidArg, "onRequests is required")),
+        };
         let use_js_buffers = match self.buffers_option.as_deref() {
             None => !external_buffers_allowed(env),
             Some("external") => false,
@@ -191,11 +217,6 @@ impl NativeDevice {
             supplied = borrowed;
         }
         let buffers = if use_js_buffers { "js" } else { "external" };
-        let tsfn: BatchFn = on_requests
-            .build_threadsafe_function::<(u32, Vec<u32>)>()
-            .callee_handled::<false>()
-            .build_callback(|ctx| Ok((ctx.value.0, Uint32Array::new(ctx.value.1)).into()))?;
-        let sink: Arc<dyn RequestSink> = Arc::new(JsSink { tsfn });
         let (tx, rx) = std::sync::mpsc::channel();
         self.control = Some(tx);
         *self.lifecycle.lock().unwrap() = Lifecycle::Running(Vec::new());
@@ -204,7 +225,7 @@ impl NativeDevice {
         let shared = self.shared.clone();
         let lifecycle = self.lifecycle.clone();
         let spawned = std::thread::Builder::new().name("ublk-control".into()).spawn(move || {
-            let result = run_device(config, shared, supplied, sink, rx, move |started| {
+            let result = run_device(config, shared, supplied, handling, rx, move |started| {
                 let outcome = match started {
                     Ok(info) => {
                         let info = NativeDeviceInfo { buffers: buffers.to_string(), ..info.into() };

@@ -5,6 +5,7 @@
 mod buffers;
 mod device;
 mod error;
+mod synthetic;
 
 use napi_derive::napi;
 

@@ -1,0 +1,22 @@
+// generic_07: the diagnostic `rustNullHandler` serves a device inside the
+// addon's queue threads (zeros on read, writes accepted) without calling JS.
+import test from 'ava'
+import { createDevice } from '../../js'
+import { exec, requireUblkKernel, sh } from './helpers'
+
+test('rustNullHandler reads zeros, accepts writes, and never calls JavaScript', async (t) => {
+  requireUblkKernel()
+  const dev = await createDevice({ size: 16 << 20, queues: 2, rustNullHandler: true, handleSignals: false })
+  t.teardown(() => dev.close())
+  t.is(dev.info.queues, 2)
+  const written = await exec('dd', ['if=/dev/urandom', `of=${dev.path}`, 'bs=64k', 'count=16', 'oflag=direct'])
+  t.is(written.code, 0, written.stderr)
+  // Reading what was "written" gives zeros: 1 MiB of them.
+  const zeros = await sh('sh', ['-c', `dd if=${dev.path} bs=64k count=16 iflag=direct status=none | tr -d '\\000' | wc -c`])
+  t.is(zeros.trim(), '0')
+  const read = await sh('sh', ['-c', `dd if=${dev.path} bs=64k count=16 iflag=direct status=none | wc -c`])
+  t.is(read.trim(), String(1 << 20))
+  t.true(dev.stats().every((q) => q.reads === 0 && q.writes === 0), 'no request reached a JS dispatcher')
+  await dev.close()
+  t.false((await exec('test', ['-e', dev.path])).code === 0, 'the device is gone')
+})

@@ -1,0 +1,77 @@
+// The dispatch microbenchmark: no kernel needed. A synthetic request source
+// in the addon (SyntheticQueue) pushes 4 KiB READs through exactly the
+// production path: a batch to JS through the threadsafe function, the
+// QueueDispatcher and its handler, and the batched completion back through
+// the eventfd. Reports requests/s and ns per request for each batch size.
+//
+//   npm run bench:dispatch [-- --requests=N] [--json]
+import native from '../js/native'
+import { QueueDispatcher } from '../js/dispatcher'
+import { NullBackend } from '../js/backends/null'
+import type { Handler } from '../js/handler'
+
+export const BATCH_SIZES = [1, 8, 64, 128]
+
+export interface DispatchFigure {
+  handler: string
+  batch: number
+  requests: number
+  requestsPerSecond: number
+  nsPerRequest: number
+}
+
+/** An async handler doing what NullBackend does: measures the promise hop. */
+class AsyncNullBackend implements Handler {
+  async read(buf: Buffer): Promise<void> {
+    buf.fill(0)
+  }
+}
+
+export const HANDLERS: Record<string, () => Handler> = {
+  'NullBackend (sync)': () => new NullBackend(),
+  'async null': () => new AsyncNullBackend(),
+}
+
+/** Runs `requests` READs in batches of `batch` through a fresh dispatcher. */
+export async function measureDispatch(handler: Handler, batch: number, requests: number): Promise<Omit<DispatchFigure, 'handler'>> {
+  const queue = new native.SyntheticQueue(Math.max(batch, 128), 4096)
+  const dispatcher = new QueueDispatcher(queue, 0, handler, () => {})
+  const onRequests = (_q: number, b: Uint32Array) => dispatcher.onBatch(b)
+  const outcome = await queue.run(onRequests, batch, requests)
+  if (outcome.error) throw new Error(`synthetic run failed: ${outcome.error.code}: ${outcome.error.message}`)
+  const seconds = outcome.elapsedNs / 1e9
+  return {
+    batch,
+    requests: outcome.requests,
+    requestsPerSecond: outcome.requests / seconds,
+    nsPerRequest: outcome.elapsedNs / outcome.requests,
+  }
+}
+
+export async function runDispatchBenchmark(requests: number, log: (line: string) => void = () => {}): Promise<DispatchFigure[]> {
+  const figures: DispatchFigure[] = []
+  for (const [name, make] of Object.entries(HANDLERS)) {
+    for (const batch of BATCH_SIZES) {
+      await measureDispatch(make(), batch, Math.min(requests, 2000)) // warm-up (JIT)
+      const f = { handler: name, ...(await measureDispatch(make(), batch, requests)) }
+      figures.push(f)
+      log(`${name.padEnd(20)} batch ${String(batch).padStart(3)}: ${Math.round(f.requestsPerSecond).toLocaleString('en-US').padStart(10)} req/s  ${f.nsPerRequest.toFixed(0).padStart(6)} ns/req`)
+    }
+  }
+  return figures
+}
+
+if (require.main === module) {
+  const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1]
+  const requests = Number(arg('requests') ?? 200_000)
+  const json = process.argv.includes('--json')
+  runDispatchBenchmark(requests, json ? undefined : console.log).then(
+    (figures) => {
+      if (json) console.log(JSON.stringify(figures, null, 2))
+    },
+    (err) => {
+      console.error(err)
+      process.exit(1)
+    },
+  )
+}

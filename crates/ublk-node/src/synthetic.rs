@@ -1,0 +1,116 @@
+//! `SyntheticQueue`: the dispatch microbenchmark's stand-in for a device
+//! queue. It offers the same `queueBuffer`/`slotBytes`/`complete` calls as
+//! `NativeDevice`, so the production `QueueDispatcher` drives it unchanged,
+//! and its `run` feeds batches from a Rust thread
+//! (`ublk_core::synthetic::run`) through the production threadsafe function.
+
+use crate::device::{batch_function, JsSink};
+use crate::error::OutcomeError;
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use ublk_core::buffer::IoBufferRegion;
+use ublk_core::dispatch::CompletionQueue;
+
+/// What a synthetic run measured, or why it failed.
+#[napi(object)]
+pub struct SyntheticOutcome {
+    pub error: Option<OutcomeError>,
+    pub requests: f64,
+    pub batches: f64,
+    /// Wall time of the whole run in nanoseconds.
+    pub elapsed_ns: f64,
+}
+
+type SyntheticResolver = Box<dyn FnOnce(Env) -> Result<SyntheticOutcome> + Send>;
+
+/// A queue without a kernel: `depth` tags of `slotBytes` each.
+#[napi]
+pub struct SyntheticQueue {
+    region: Arc<IoBufferRegion>,
+    completions: Arc<CompletionQueue>,
+    buffer_handed_out: bool,
+    running: Arc<AtomicBool>,
+}
+
+#[napi]
+impl SyntheticQueue {
+    #[napi(constructor)]
+    pub fn new(depth: u32, slot_bytes: u32) -> Result<Self> {
+        if depth == 0 || depth > 4096 || slot_bytes == 0 || !slot_bytes.is_multiple_of(4096) {
+            return Err(Error::new(Status::InvalidArg, "depth must be 1-4096 and slotBytes a positive multiple of 4096"));
+        }
+        let core_err = |e: ublk_core::UblkError| Error::new(Status::GenericFailure, e.to_string());
+        Ok(SyntheticQueue {
+            region: Arc::new(IoBufferRegion::new(depth as usize, slot_bytes as usize).map_err(core_err)?),
+            completions: Arc::new(CompletionQueue::new().map_err(core_err)?),
+            buffer_handed_out: false,
+            running: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// The queue's buffer region as one external ArrayBuffer (queue 0 only).
+    #[napi(ts_return_type = "ArrayBuffer")]
+    pub fn queue_buffer<'env>(&mut self, env: &'env Env, queue: u32) -> Result<Unknown<'env>> {
+        if queue != 0 || self.buffer_handed_out {
+            return Err(Error::new(Status::InvalidArg, "a synthetic queue has one buffer, queue 0's, handed out once"));
+        }
+        let value = crate::buffers::external_region(env, self.region.clone())?;
+        self.buffer_handed_out = true;
+        Ok(value)
+    }
+
+    #[napi]
+    pub fn slot_bytes(&self, _queue: u32) -> u32 {
+        self.region.stride() as u32
+    }
+
+    /// Takes `(tag, result)` pairs, exactly like `NativeDevice.complete`.
+    #[napi]
+    pub fn complete(&self, _queue: u32, pairs: Int32ArraySlice) -> bool {
+        self.completions.push(&pairs)
+    }
+
+    /// Sends `requests` 4 KiB READs to `onRequests` in batches of `batch`
+    /// from a Rust thread, each batch once the previous one completed.
+    #[napi(ts_return_type = "Promise<SyntheticOutcome>")]
+    pub fn run<'env>(
+        &mut self,
+        env: &'env Env,
+        on_requests: Function<FnArgs<(u32, Uint32Array)>, ()>,
+        batch: u32,
+        requests: f64,
+    ) -> Result<Object<'env>> {
+        if self.running.load(Ordering::Acquire) {
+            return Err(Error::new(Status::GenericFailure, "a synthetic run is already going"));
+        }
+        let depth = (self.region.len() / self.region.stride()) as u32;
+        if batch == 0 || batch > depth || requests.is_nan() || requests < 1.0 {
+            return Err(Error::new(Status::InvalidArg, format!("batch must be 1-{depth} and requests at least 1")));
+        }
+        let (deferred, promise) = env.create_deferred::<SyntheticOutcome, SyntheticResolver>()?;
+        let sink = JsSink { tsfn: batch_function(on_requests)? };
+        let completions = self.completions.clone();
+        self.running.store(true, Ordering::Release);
+        let running = self.running.clone();
+        let requests = requests as u64;
+        std::thread::Builder::new()
+            .name("ublk-synthetic".into())
+            .spawn(move || {
+                let outcome = match ublk_core::synthetic::run(&sink, &completions, batch as u16, requests, 4096) {
+                    Ok(r) => SyntheticOutcome {
+                        error: None,
+                        requests: r.requests as f64,
+                        batches: r.batches as f64,
+                        elapsed_ns: r.elapsed.as_nanos() as f64,
+                    },
+                    Err(e) => SyntheticOutcome { error: Some(OutcomeError::from_core(&e)), requests: 0.0, batches: 0.0, elapsed_ns: 0.0 },
+                };
+                running.store(false, Ordering::Release);
+                deferred.resolve(Box::new(move |_| Ok(outcome)));
+            })
+            .map_err(|e| Error::new(Status::GenericFailure, format!("cannot spawn the synthetic source: {e}")))?;
+        Ok(promise)
+    }
+}
