@@ -54,6 +54,12 @@ export class Device extends EventEmitter implements AsyncDisposable {
   readonly info: Readonly<DeviceInfo>
   private closing: Promise<void> | undefined
   private gone = false
+  /**
+   * Keeps the event loop alive while the device is open. JS handlers need no
+   * help (the addon's threadsafe function is ref'd), but `rustNullHandler`
+   * devices have nothing else in the loop.
+   */
+  private keepAlive: NodeJS.Timeout | undefined
 
   /** @internal */
   constructor(
@@ -61,12 +67,14 @@ export class Device extends EventEmitter implements AsyncDisposable {
     private readonly dispatchers: Map<number, QueueDispatcher>,
     info: DeviceInfo,
     private readonly handleSignals: boolean,
+    servedInRust = false,
   ) {
     super()
     this.id = info.id
     this.path = `/dev/ublkb${info.id}`
     this.info = Object.freeze(info)
     if (handleSignals) trackForSignals(this)
+    if (servedInRust) this.keepAlive = setInterval(() => {}, 1 << 30)
     live.add(this)
     if (!exitHookInstalled) {
       exitHookInstalled = true
@@ -107,6 +115,7 @@ export class Device extends EventEmitter implements AsyncDisposable {
       this.gone = true
       live.delete(this)
       if (this.handleSignals) untrackForSignals(this)
+      clearInterval(this.keepAlive)
       this.emit('close')
       if (outcome.error) throw toError(outcome.error)
     })
@@ -177,6 +186,7 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
       readOnly: resolved.native.readOnly,
     },
     resolved.handleSignals,
+    !handler,
   )
   return device
 }

@@ -1,0 +1,107 @@
+// The benchmark's pure parts: the case matrix, fio's JSON, the report and
+// the goals. (Running it needs the kernel: `npm run bench`.)
+import test from 'ava'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { CASES, jobsFor, QUICK_CASES } from '../../bench/cases'
+import { fioArgs, runFio } from '../../bench/fio'
+import { updateReadme } from '../../bench/main'
+import { goals, toMarkdown, toSvg } from '../../bench/report'
+import type { BenchResult, BenchRun } from '../../bench/types'
+
+test('the case matrix is the one the issue asks for', (t) => {
+  t.deepEqual(
+    CASES.map((c) => c.name),
+    [
+      '4k randread QD1', '4k randread QD32', '4k randread QD128',
+      '4k randwrite QD1', '4k randwrite QD32', '4k randwrite QD128',
+      '4k randrw 70/30 QD1', '4k randrw 70/30 QD32', '4k randrw 70/30 QD128',
+      '128k read QD32', '128k write QD32',
+    ],
+  )
+  t.true(QUICK_CASES.every((c) => CASES.includes(c)))
+  t.deepEqual(jobsFor(1), { numjobs: 1, iodepth: 1 })
+  t.deepEqual(jobsFor(128), { numjobs: 2, iodepth: 64 })
+})
+
+test('fio figures come from a real fio run', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ublk-bench-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const file = join(dir, 'data')
+  const mixed = CASES.find((c) => c.name === '4k randrw 70/30 QD1')!
+  const args = fioArgs(file, mixed, 1, 0).map((a) => (a === '--direct=1' ? '--direct=0' : a === '--ioengine=io_uring' ? '--ioengine=psync' : a))
+  const f = await runFio([...args, '--size=4M'])
+  t.true(f.iops > 0, `iops ${f.iops}`)
+  t.true(f.bandwidthMiBs > 0)
+  t.true(f.p99us >= f.p50us && f.p50us > 0, `p50 ${f.p50us} p99 ${f.p99us}`)
+  t.true(f.runtimeSeconds > 0.5)
+})
+
+function result(target: string, c: string, iops: number, p50us = 100): BenchResult {
+  return { target, case: c, iops, bandwidthMiBs: iops / 256, p50us, p99us: p50us * 2, runtimeSeconds: 5, cpuNsPerRequest: target === 'null_blk' ? null : 5000 }
+}
+
+const run: BenchRun = {
+  version: 1,
+  date: '2026-11-22T00:00:00.000Z',
+  mode: 'quick',
+  kernel: '7.3.4+deb13-amd64',
+  guest: true,
+  machine: { host: 'Test CPU, 2 cores', cpus: 2, memoryGiB: 3, emulated: 'QEMU TCG (software emulation)' },
+  fio: 'fio-3.33',
+  node: 'v20.20.2',
+  runtimeSeconds: 3,
+  rampSeconds: 1,
+  sizeBytes: 512 << 20,
+  targets: ['NullBackend q2', 'MemoryBackend q2', 'Rust null q2', 'null_blk', 'NBD (nbdkit memory)'].map((name) => ({ name, description: name })),
+  results: [
+    result('NullBackend q2', '4k randread QD128', 60_000),
+    result('Rust null q2', '4k randread QD128', 100_000),
+    result('MemoryBackend q2', '4k randread QD32', 30_000),
+    result('NBD (nbdkit memory)', '4k randread QD32', 10_000),
+    result('MemoryBackend q2', '4k randwrite QD32', 20_000),
+    result('NBD (nbdkit memory)', '4k randwrite QD32', 15_000),
+    result('NullBackend q2', '4k randread QD1', 5_000, 120),
+    result('Rust null q2', '4k randread QD1', 8_000, 100),
+    result('null_blk', '4k randread QD1', 50_000, 10),
+  ],
+  errors: [{ target: 'NBD (nbdkit memory)', case: '4k randread QD1', message: 'fio exited 1' }],
+}
+
+test('goals are computed from the figures, met or missed', (t) => {
+  const g = goals(run)
+  t.deepEqual(
+    g.map((x) => [x.value, x.met]),
+    [
+      ['60%', false],
+      ['3.00x', true],
+      ['1.33x', false],
+      ['1.20x', true],
+    ],
+  )
+})
+
+test('the Markdown table lists every target and case, the conditions and the failures', (t) => {
+  const md = toMarkdown(run, 'chart.svg')
+  t.regex(md, /\| case \| NullBackend q2 \| MemoryBackend q2 \| Rust null q2 \| null_blk \| NBD \(nbdkit memory\) \|/)
+  t.regex(md, /\| 4k randread QD128 \| 60k \| – \| 100k \| – \| – \|/)
+  t.regex(md, /software emulation/)
+  t.regex(md, /\*\*missed\*\*: NullBackend through JS/)
+  t.regex(md, /NBD \(nbdkit memory\) · 4k randread QD1: fio exited 1/)
+  t.regex(md, /\| kernel \|/, 'in-kernel targets have no server CPU figure')
+  t.regex(md, /!\[.*\]\(chart\.svg\)/)
+})
+
+test('the SVG chart is well-formed and has a bar per target and depth', (t) => {
+  const svg = toSvg(run)
+  t.true(svg.startsWith('<svg') && svg.trim().endsWith('</svg>'))
+  t.is((svg.match(/<rect class="bar"/g) ?? []).length, run.targets.length * 3, 'QD1, QD32 and QD128 bars for each target')
+  t.regex(svg, /NBD \(nbdkit memory\)/)
+})
+
+test('the README section between the markers is replaced, and only that', (t) => {
+  const readme = 'intro\n<!-- bench:begin -->\nold\n<!-- bench:end -->\noutro\n'
+  t.is(updateReadme(readme, 'new\n'), 'intro\n<!-- bench:begin -->\nnew\n<!-- bench:end -->\noutro\n')
+  t.is(updateReadme('no markers', 'new'), 'no markers')
+})

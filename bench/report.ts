@@ -1,0 +1,165 @@
+// Turns a benchmark run's JSON into a Markdown table and an SVG chart, and
+// states the goals of the benchmark issue against the figures.
+//   node --import tsx bench/report.ts bench/results/<run>.json
+import { readFileSync, writeFileSync } from 'node:fs'
+import type { BenchResult, BenchRun } from './types'
+
+const fmtIops = (n: number) => (n >= 10_000 ? `${(n / 1000).toFixed(0)}k` : n >= 1000 ? `${(n / 1000).toFixed(1)}k` : n.toFixed(0))
+const fmtUs = (n: number) => (n >= 100 ? n.toFixed(0) : n.toFixed(1))
+
+function lookup(run: BenchRun): (target: string, c: string) => BenchResult | undefined {
+  const byKey = new Map(run.results.map((r) => [`${r.target}\u0000${r.case}`, r]))
+  return (target, c) => byKey.get(`${target}\u0000${c}`)
+}
+
+function casesOf(run: BenchRun): string[] {
+  return [...new Set(run.results.map((r) => r.case))]
+}
+
+function table(run: BenchRun, cell: (r: BenchResult) => string): string[] {
+  const get = lookup(run)
+  const targets = run.targets.map((t) => t.name)
+  const lines = [`| case | ${targets.join(' | ')} |`, `|---|${targets.map(() => '---:').join('|')}|`]
+  for (const c of casesOf(run)) {
+    lines.push(`| ${c} | ${targets.map((t) => (get(t, c) ? cell(get(t, c)!) : '–')).join(' | ')} |`)
+  }
+  return lines
+}
+
+export interface Goal {
+  text: string
+  value: string
+  met: boolean | undefined
+}
+
+/** The goals of the benchmark issue, evaluated on a run (undefined: not measured). */
+export function goals(run: BenchRun): Goal[] {
+  const get = lookup(run)
+  const ratio = (a?: number, b?: number) => (a !== undefined && b ? a / b : undefined)
+  const out: Goal[] = []
+  const js = get('NullBackend q2', '4k randread QD128')?.iops
+  const rust = get('Rust null q2', '4k randread QD128')?.iops
+  const r1 = ratio(js, rust)
+  out.push({
+    text: 'NullBackend through JS vs the Rust null handler, 4k randread QD128, 2 queues: at least 70%',
+    value: r1 === undefined ? 'not measured' : `${(r1 * 100).toFixed(0)}%`,
+    met: r1 === undefined ? undefined : r1 >= 0.7,
+  })
+  for (const c of ['4k randread QD32', '4k randwrite QD32']) {
+    const r = ratio(get('MemoryBackend q2', c)?.iops, get('NBD (nbdkit memory)', c)?.iops)
+    out.push({
+      text: `MemoryBackend (2 queues) vs nbdkit memory over NBD (2 connections), ${c}: at least 1.5x`,
+      value: r === undefined ? 'not measured' : `${r.toFixed(2)}x`,
+      met: r === undefined ? undefined : r >= 1.5,
+    })
+  }
+  const q = get('NullBackend q1', '4k randread QD1') ? 'q1' : 'q2'
+  const lat = ratio(get(`NullBackend ${q}`, '4k randread QD1')?.p50us, get(`Rust null ${q}`, '4k randread QD1')?.p50us)
+  out.push({
+    text: `QD1 4k randread p50 latency through JS vs the Rust null handler (${q === 'q1' ? '1 queue' : '2 queues'}): at most 1.5x`,
+    value: lat === undefined ? 'not measured' : `${lat.toFixed(2)}x`,
+    met: lat === undefined ? undefined : lat <= 1.5,
+  })
+  return out
+}
+
+export function conditions(run: BenchRun): string {
+  const where = run.guest
+    ? `a QEMU guest under software emulation (TCG), ${run.machine.cpus} vCPUs, ${run.machine.memoryGiB} GiB, on ${run.machine.host}`
+    : `${run.machine.host}, ${run.machine.memoryGiB} GiB`
+  return (
+    `Kernel ${run.kernel}, ${where}; ${run.fio}, Node ${run.node}. ` +
+    `io_uring, direct I/O, ${run.sizeBytes >> 20} MiB devices, ${run.runtimeSeconds} s per case after ${run.rampSeconds} s of ramp; ` +
+    'QD is the total depth (2 fio jobs of QD/2 from QD32 on). Data-keeping targets were filled first. ' +
+    (run.guest ? 'Under emulation the absolute figures mean little: compare the ratios between targets.' : '')
+  )
+}
+
+export function toMarkdown(run: BenchRun, chartFile?: string): string {
+  const lines = [
+    `### ${run.mode === 'quick' ? 'Quick run' : 'Full run'}, ${run.date.slice(0, 10)}`,
+    '',
+    conditions(run),
+    '',
+    '**IOPS**',
+    '',
+    ...table(run, (r) => fmtIops(r.iops)),
+    '',
+    '**Completion latency p50 / p99, µs** (reads for randrw)',
+    '',
+    ...table(run, (r) => `${fmtUs(r.p50us)} / ${fmtUs(r.p99us)}`),
+    '',
+    '**Server CPU time per request, µs** (userspace servers only; approximate, includes the ramp)',
+    '',
+    ...table(run, (r) => (r.cpuNsPerRequest === null ? 'kernel' : fmtUs(r.cpuNsPerRequest / 1000))),
+    '',
+    '**Goals**',
+    '',
+    ...goals(run).map((g) => `- ${g.met === undefined ? '–' : g.met ? 'met' : '**missed**'}: ${g.text}: ${g.value}`),
+  ]
+  const notes = run.targets.filter((t) => t.notes).map((t) => `${t.name}: ${t.notes}`)
+  if (notes.length) lines.push('', `Notes: ${notes.join('; ')}.`)
+  if (run.errors.length) lines.push('', 'Failed:', ...run.errors.map((e) => `- ${e.target}${e.case ? ` · ${e.case}` : ''}: ${e.message}`))
+  if (chartFile) lines.push('', `![4k randread IOPS by target and queue depth](${chartFile})`)
+  return `${lines.join('\n')}\n`
+}
+
+const escapeXml = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
+
+/** Horizontal grouped bars: 4k randread IOPS per target, one bar per queue depth. */
+export function toSvg(run: BenchRun): string {
+  const get = lookup(run)
+  const depths = [1, 32, 128].filter((qd) => run.results.some((r) => r.case === `4k randread QD${qd}`))
+  const colors = ['#9ecae1', '#4292c6', '#08519c']
+  const targets = run.targets.map((t) => t.name)
+  const max = Math.max(1, ...run.results.filter((r) => r.case.startsWith('4k randread')).map((r) => r.iops))
+  const left = 170
+  const width = 760
+  const barH = 12
+  const groupH = depths.length * (barH + 2) + 12
+  const top = 44
+  const height = top + targets.length * groupH + 24
+  const plot = width - left - 80
+  const parts = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="11">`,
+    `<rect width="100%" height="100%" fill="white"/>`,
+    `<text x="10" y="18" font-size="13" font-weight="bold">4k randread IOPS by target and queue depth (${escapeXml(run.kernel)}${run.guest ? ', emulated guest: compare ratios' : ''})</text>`,
+  ]
+  depths.forEach((qd, i) => {
+    parts.push(`<rect x="${left + i * 80}" y="26" width="10" height="10" fill="${colors[i]}"/>`)
+    parts.push(`<text x="${left + i * 80 + 14}" y="35">QD${qd}</text>`)
+  })
+  targets.forEach((t, ti) => {
+    const y0 = top + ti * groupH
+    parts.push(`<text x="${left - 8}" y="${y0 + (depths.length * (barH + 2)) / 2 + 4}" text-anchor="end">${escapeXml(t)}</text>`)
+    depths.forEach((qd, i) => {
+      const r = get(t, `4k randread QD${qd}`)
+      const y = y0 + i * (barH + 2)
+      const w = r ? Math.max(1, (r.iops / max) * plot) : 0
+      parts.push(`<rect class="bar" x="${left}" y="${y}" width="${w.toFixed(1)}" height="${barH}" fill="${colors[i]}"/>`)
+      parts.push(`<text x="${left + w + 4}" y="${y + barH - 2}">${r ? fmtIops(r.iops) : 'n/a'}</text>`)
+    })
+  })
+  parts.push('</svg>')
+  return `${parts.join('\n')}\n`
+}
+
+/** Writes <run>.md and <run>.svg next to the run's JSON; returns the Markdown. */
+export function render(jsonPath: string): string {
+  const run = JSON.parse(readFileSync(jsonPath, 'utf8')) as BenchRun
+  const base = jsonPath.replace(/\.json$/, '')
+  const svgName = `${base.split('/').pop()}.svg`
+  writeFileSync(`${base}.svg`, toSvg(run))
+  const md = toMarkdown(run, svgName)
+  writeFileSync(`${base}.md`, md)
+  return md
+}
+
+if (require.main === module) {
+  const file = process.argv[2]
+  if (!file) {
+    console.error('usage: bench/report.ts bench/results/<run>.json')
+    process.exit(2)
+  }
+  process.stdout.write(render(file))
+}

@@ -1,0 +1,107 @@
+// The measuring half of `npm run bench`: runs on a kernel with ublk (the
+// test guest, or this machine), serves each target, runs each fio case on
+// it, and writes every figure to one JSON file.
+//   node --import tsx bench/run.ts --out=FILE [--quick]
+import { execFileSync } from 'node:child_process'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+import { dirname } from 'node:path'
+import { CASES, QUICK_CASES } from './cases'
+import { fioArgs, runFio } from './fio'
+import { cpuTimeNs, QUICK_TARGETS, sh, TARGETS } from './targets'
+import type { BenchRun, BenchResult } from './types'
+
+const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3)
+const quick = process.argv.includes('--quick')
+const out = arg('out')
+const SIZE = 512 << 20
+const RUNTIME = quick ? 3 : 5
+const RAMP = 1
+
+function version(cmd: string, args: string[]): string {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8' }).trim().split('\n')[0]
+  } catch {
+    return 'unknown'
+  }
+}
+
+async function main(): Promise<void> {
+  if (!out) throw new Error('usage: bench/run.ts --out=FILE [--quick]')
+  for (const mod of ['ublk_drv', 'loop']) await sh('modprobe', [mod]).catch(() => undefined)
+  const targets = TARGETS.filter((t) => !quick || QUICK_TARGETS.includes(t.name))
+  const cases = quick ? QUICK_CASES : CASES
+  const run: BenchRun = {
+    version: 1,
+    date: new Date().toISOString(),
+    mode: quick ? 'quick' : 'full',
+    kernel: os.release(),
+    guest: process.env.UBLK_VM_GUEST === '1',
+    machine: {
+      host: process.env.UBLK_BENCH_HOST ?? `${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} CPUs`,
+      cpus: os.cpus().length,
+      memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+      emulated: process.env.UBLK_VM_GUEST === '1' ? 'QEMU TCG (software emulation)' : 'no',
+    },
+    fio: version('fio', ['--version']),
+    node: process.version,
+    runtimeSeconds: RUNTIME,
+    rampSeconds: RAMP,
+    sizeBytes: SIZE,
+    targets: [],
+    results: [],
+    errors: [],
+  }
+  const total = targets.length * cases.length
+  let step = 0
+  for (const target of targets) {
+    let running
+    try {
+      running = await target.start(SIZE)
+    } catch (e) {
+      step += cases.length
+      run.errors.push({ target: target.name, message: (e as Error).message })
+      console.log(`[${step}/${total}] ${target.name}: could not start: ${(e as Error).message}`)
+      continue
+    }
+    run.targets.push({ name: target.name, description: target.description, ...(running.notes && { notes: running.notes }) })
+    try {
+      if (target.keepsData) {
+        console.log(`        ${target.name}: filling ${SIZE >> 20} MiB`)
+        await sh('fio', ['--name=fill', `--filename=${running.path}`, '--ioengine=io_uring', '--direct=1', '--rw=write', '--bs=1M', '--iodepth=8', `--size=${SIZE}`])
+      }
+      for (const c of cases) {
+        step++
+        const prefix = `[${step}/${total}] ${target.name} · ${c.name}`
+        try {
+          const cpuBefore = running.serverPid ? await cpuTimeNs(running.serverPid) : 0
+          const f = await runFio(fioArgs(running.path, c, RUNTIME, RAMP))
+          const cpuAfter = running.serverPid ? await cpuTimeNs(running.serverPid) : 0
+          // CPU time spans ramp + runtime; so does this request estimate.
+          const requests = f.iops * (f.runtimeSeconds + RAMP)
+          const result: BenchResult = {
+            target: target.name,
+            case: c.name,
+            ...f,
+            cpuNsPerRequest: running.serverPid ? (cpuAfter - cpuBefore) / requests : null,
+          }
+          run.results.push(result)
+          console.log(`${prefix}: ${Math.round(f.iops).toLocaleString('en-US')} IOPS, p50 ${f.p50us.toFixed(0)} µs, p99 ${f.p99us.toFixed(0)} µs`)
+        } catch (e) {
+          run.errors.push({ target: target.name, case: c.name, message: (e as Error).message })
+          console.log(`${prefix}: failed: ${(e as Error).message}`)
+        }
+      }
+    } finally {
+      await running.stop()
+    }
+  }
+  mkdirSync(dirname(out), { recursive: true })
+  writeFileSync(out, `${JSON.stringify(run, null, 2)}\n`)
+  console.log(`wrote ${out}`)
+}
+
+main().catch((e) => {
+  console.error(e)
+  process.exit(1)
+})

@@ -1,0 +1,151 @@
+// What `npm run bench` measures: our devices (through JS, and with the Rust
+// null handler), the kernel's own ceilings (null_blk, a loop device over
+// tmpfs with direct I/O) and NBD (nbdkit's memory plugin), all in one boot.
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+
+export interface RunningTarget {
+  path: string
+  /** The process serving the device, when it is a userspace server. */
+  serverPid?: number
+  /** Facts worth recording (e.g. whether the loop device got direct I/O). */
+  notes?: string
+  stop(): Promise<void>
+}
+
+export interface Target {
+  name: string
+  description: string
+  /** Data-keeping targets are filled once before measuring, so reads hit data. */
+  keepsData: boolean
+  start(sizeBytes: number): Promise<RunningTarget>
+}
+
+/** Runs a command, rejecting with its stderr when it fails. */
+export function sh(cmd: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    let err = ''
+    child.stdout.on('data', (d) => (out += d))
+    child.stderr.on('data', (d) => (err += d))
+    child.on('error', reject)
+    child.on('close', (code) =>
+      code === 0 ? resolve(out) : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${err.trim()}`)),
+    )
+  })
+}
+
+const quiet = (p: Promise<unknown>) => p.catch(() => undefined)
+const WORKDIR = '/mnt/ublk-bench'
+
+function ours(name: string, backend: 'null' | 'memory' | 'rust-null', queues: number, description: string): Target {
+  return {
+    name,
+    description,
+    keepsData: backend === 'memory',
+    async start(sizeBytes) {
+      const server = spawn(process.execPath, [join(__dirname, 'serve.js'), backend, String(queues), String(sizeBytes)], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      })
+      const [first] = (await Promise.race([once(server.stdout, 'data'), once(server, 'exit')])) as [Buffer | number]
+      if (!Buffer.isBuffer(first)) throw new Error(`${name}: the server exited (${first}) before its device was live`)
+      return {
+        path: first.toString().trim(),
+        serverPid: server.pid,
+        async stop() {
+          server.kill('SIGTERM')
+          const timer = setTimeout(() => server.kill('SIGKILL'), 30_000)
+          if (server.exitCode === null && server.signalCode === null) await once(server, 'exit')
+          clearTimeout(timer)
+        },
+      }
+    },
+  }
+}
+
+const nullBlk: Target = {
+  name: 'null_blk',
+  description: 'kernel null_blk, irqmode=0 (no data), 2 submit queues: the ceiling',
+  keepsData: false,
+  async start(sizeBytes) {
+    await quiet(sh('rmmod', ['null_blk']))
+    const gb = Math.max(1, Math.ceil(sizeBytes / 2 ** 30))
+    await sh('modprobe', ['null_blk', 'nr_devices=1', 'irqmode=0', 'queue_mode=2', 'submit_queues=2', `gb=${gb}`])
+    return { path: '/dev/nullb0', stop: () => quiet(sh('rmmod', ['null_blk'])) }
+  },
+}
+
+const loopTmpfs: Target = {
+  name: 'loop (tmpfs)',
+  description: 'kernel loop device over a tmpfs file with direct I/O: an in-kernel RAM disk',
+  keepsData: true,
+  async start(sizeBytes) {
+    await sh('mkdir', ['-p', WORKDIR])
+    await sh('mount', ['-t', 'tmpfs', '-o', `size=${sizeBytes + (64 << 20)}`, 'ublk-bench', WORKDIR])
+    const file = `${WORKDIR}/loop.img`
+    await sh('truncate', ['-s', String(sizeBytes), file])
+    const dev = (await sh('losetup', ['--direct-io=on', '--sector-size=4096', '--find', '--show', file])).trim()
+    const dio = await readFile(`/sys/block/${dev.replace('/dev/', '')}/loop/dio`, 'utf8').catch(() => '?')
+    return {
+      path: dev,
+      notes: `direct I/O ${dio.trim() === '1' ? 'on' : 'off'}`,
+      async stop() {
+        await quiet(sh('losetup', ['-d', dev]))
+        await quiet(sh('umount', [WORKDIR]))
+      },
+    }
+  },
+}
+
+const nbdMemory: Target = {
+  name: 'NBD (nbdkit memory)',
+  description: "nbdkit's memory plugin over a Unix socket, kernel nbd client with 2 connections",
+  keepsData: true,
+  async start(sizeBytes) {
+    await sh('mkdir', ['-p', WORKDIR])
+    const socket = `${WORKDIR}/nbd.sock`
+    const pidfile = `${WORKDIR}/nbdkit.pid`
+    await sh('nbdkit', ['-U', socket, '-P', pidfile, 'memory', String(sizeBytes)])
+    const pid = Number((await readFile(pidfile, 'utf8')).trim())
+    await sh('modprobe', ['nbd', 'nbds_max=1'])
+    await sh('nbd-client', ['-unix', socket, '/dev/nbd0', '-b', '4096', '-connections', '2', '-N', ''])
+    return {
+      path: '/dev/nbd0',
+      serverPid: pid,
+      async stop() {
+        await quiet(sh('nbd-client', ['-d', '/dev/nbd0']))
+        await quiet(sh('kill', [String(pid)]))
+      },
+    }
+  },
+}
+
+export const TARGETS: Target[] = [
+  ours('NullBackend q1', 'null', 1, 'NullBackend through JS, 1 queue'),
+  ours('NullBackend q2', 'null', 2, 'NullBackend through JS, 2 queues'),
+  ours('MemoryBackend q1', 'memory', 1, 'MemoryBackend through JS, 1 queue'),
+  ours('MemoryBackend q2', 'memory', 2, 'MemoryBackend through JS, 2 queues'),
+  ours('Rust null q1', 'rust-null', 1, 'the diagnostic Rust null handler (no JS hop), 1 queue'),
+  ours('Rust null q2', 'rust-null', 2, 'the diagnostic Rust null handler (no JS hop), 2 queues'),
+  nullBlk,
+  loopTmpfs,
+  nbdMemory,
+]
+
+/** `--quick`: what the goals compare. */
+export const QUICK_TARGETS = ['NullBackend q2', 'MemoryBackend q2', 'Rust null q2', 'null_blk', 'NBD (nbdkit memory)']
+
+/** CPU time (user + system) of a process and all its threads, in nanoseconds. */
+export async function cpuTimeNs(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  // fields[0] is field 3 (state): utime is field 14, stime field 15.
+  const ticks = Number(fields[11]) + Number(fields[12])
+  return (ticks / CLOCK_TICKS) * 1e9
+}
+
+/** USER_HZ, the unit of /proc/<pid>/stat times (100 on every Linux ABI we run on). */
+const CLOCK_TICKS = 100
