@@ -62,6 +62,21 @@ export declare class SyntheticQueue {
   run(onRequests: (arg0: number, arg1: Uint32Array) => void, batch: number, requests: number): Promise<SyntheticOutcome>
 }
 
+/**
+ * Releases `[offset, offset + length)` of the open file `fd`: a punched hole
+ * (the size is kept), or BLKDISCARD on a block device.
+ */
+export declare function backingDiscard(fd: number, offset: number, length: number): Promise<RangeOutcome>
+
+/** Bytes in the open file or block device `fd`. */
+export declare function backingSize(fd: number): number
+
+/**
+ * Makes `[offset, offset + length)` of `fd` read back as zeros (zero range
+ * or punched hole; BLKZEROOUT on a block device).
+ */
+export declare function backingWriteZeroes(fd: number, offset: number, length: number): Promise<RangeOutcome>
+
 /** How the device's life ended: `error` if stopping or deleting failed. */
 export interface CloseOutcome {
   error?: OutcomeError
@@ -128,6 +143,11 @@ export interface NativeDeviceOptions {
 export interface OutcomeError {
   code: string
   message: string
+}
+
+/** How a range operation on the backing file ended. */
+export interface RangeOutcome {
+  error?: OutcomeError
 }
 
 /** How `start()` ended: `value` when live, `error` otherwise. */

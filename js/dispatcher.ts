@@ -152,8 +152,9 @@ export class QueueDispatcher {
     this.pending.push(tag, result)
     if (!this.flushScheduled) {
       this.flushScheduled = true
-      // After the current turn's promise jobs: one native call for all of them.
-      process.nextTick(this.flushBound)
+      // In the check phase of this loop iteration: after every batch the
+      // poll phase delivered and their promise jobs, one native call for all.
+      setImmediate(this.flushBound)
     }
   }
 

@@ -4,11 +4,13 @@
 //! hands every request it reaped to a `RequestSink` as one flat `u32` array
 //! (`REQUEST_WORDS` words per request). Completions come back the same way:
 //! handlers push `(tag, result)` pairs onto the queue's `CompletionQueue`,
-//! whose eventfd wakes the queue thread through its own ring.
+//! whose eventfd wakes the queue thread through its own ring, but only when
+//! that thread is about to block or blocked: a busy queue thread picks the
+//! pairs up before it next waits, and nobody pays for a wake-up.
 
 use crate::error::{last_errno, UblkError};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Words per request in a batch: tag, op_flags, start_sector low and high
@@ -40,6 +42,9 @@ pub struct CompletionQueue {
     abandon: AtomicBool,
     /// Set when the queue thread has left its loop: completions are dropped.
     closed: AtomicBool,
+    /// Set while the queue thread waits (or is about to wait) for CQEs: only
+    /// then does a push need the eventfd.
+    waiting: AtomicBool,
 }
 
 impl CompletionQueue {
@@ -55,11 +60,13 @@ impl CompletionQueue {
             eventfd: unsafe { OwnedFd::from_raw_fd(fd) },
             abandon: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            waiting: AtomicBool::new(true),
         })
     }
 
     /// Queues `(tag, result)` pairs, flattened, and wakes the queue thread if
-    /// it was not already due to wake. Returns false once the queue is gone.
+    /// it waits and was not already due to wake. Returns false once the
+    /// queue is gone.
     pub fn push(&self, pairs: &[i32]) -> bool {
         if self.closed.load(Ordering::Acquire) {
             return false;
@@ -70,10 +77,31 @@ impl CompletionQueue {
             pending.extend_from_slice(pairs);
             was_empty
         };
-        if was_empty {
+        // Pairs with the fence in `about_to_wait`: either this load sees the
+        // queue thread waiting (and wakes it), or that thread's check sees
+        // the pairs just queued.
+        fence(Ordering::SeqCst);
+        if was_empty && self.waiting.load(Ordering::Relaxed) {
             self.wake();
         }
         true
+    }
+
+    /// The queue thread is going to block for CQEs: returns true if it may,
+    /// false if completions are pending (take them first, then ask again).
+    pub fn about_to_wait(&self) -> bool {
+        self.waiting.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let idle = self.pending.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
+        if !idle {
+            self.waiting.store(false, Ordering::Relaxed);
+        }
+        idle
+    }
+
+    /// The queue thread is running again: pushes need not wake it.
+    pub fn running(&self) {
+        self.waiting.store(false, Ordering::Relaxed);
     }
 
     /// Moves every pending pair into `into` (which the caller reuses).
@@ -132,6 +160,24 @@ mod tests {
         // SAFETY: reading 8 bytes into a live u64.
         let n = unsafe { libc::read(q.eventfd(), &mut value as *mut u64 as *mut libc::c_void, 8) };
         assert_eq!((n, value), (8, 1), "one wake-up for two pushes into an empty queue");
+    }
+
+    #[test]
+    fn a_running_queue_thread_is_not_woken() {
+        let q = CompletionQueue::new().unwrap();
+        q.running();
+        assert!(q.push(&[1, 0]));
+        let mut value: u64 = 0;
+        // SAFETY: reading 8 bytes into a live u64 from a non-blocking eventfd.
+        let n = unsafe { libc::read(q.eventfd(), &mut value as *mut u64 as *mut libc::c_void, 8) };
+        assert_eq!(n, -1, "no wake-up while the queue thread runs");
+        assert!(!q.about_to_wait(), "it finds the pair before it waits");
+        let mut got = Vec::new();
+        q.take(&mut got);
+        assert!(q.about_to_wait());
+        assert!(q.push(&[2, 0]));
+        let n = unsafe { libc::read(q.eventfd(), &mut value as *mut u64 as *mut libc::c_void, 8) };
+        assert_eq!(n, 8, "a waiting queue thread is woken");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! Nothing in this crate knows about Node-API; `ublk-node` is the thin
 //! binding on top, so everything here can be exercised with `cargo test`.
 
+pub mod backing;
 pub mod buffer;
 pub mod config;
 pub mod ctrl;

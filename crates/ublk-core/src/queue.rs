@@ -95,6 +95,13 @@ impl QueueServer {
         let mut completions: Vec<i32> = Vec::new();
         let mut served_here: Vec<i32> = Vec::new();
         loop {
+            // Commit what handlers completed until nothing is pending as
+            // this thread goes to wait; from then on pushes wake it.
+            while !self.completions.about_to_wait() {
+                self.completions.take(&mut completions);
+                self.commit(queue, &completions);
+                completions.clear();
+            }
             let mut batch: Vec<u32> = Vec::new();
             let mut woken = false;
             let mut rearm = false;
@@ -131,6 +138,7 @@ impl QueueServer {
                 },
                 1,
             );
+            self.completions.running();
             match turn {
                 Ok(_) => {}
                 Err(libublk::UblkError::QueueIsDown) => return Ok(()),
@@ -152,9 +160,6 @@ impl QueueServer {
                 if self.completions.is_abandoned() {
                     return Ok(());
                 }
-                self.completions.take(&mut completions);
-                self.commit(queue, &completions);
-                completions.clear();
             }
             if rearm && !queue.is_stopping() {
                 self.arm_eventfd(queue)?;

@@ -49,8 +49,12 @@ pub fn run(
         sink.deliver(0, words);
         let mut outstanding = n;
         while outstanding > 0 {
-            wait_readable(completions.eventfd(), COMPLETION_TIMEOUT)?;
-            completions.drain_eventfd();
+            // Like a queue thread: wait only when nothing is pending.
+            if completions.about_to_wait() {
+                wait_readable(completions.eventfd(), COMPLETION_TIMEOUT)?;
+                completions.drain_eventfd();
+            }
+            completions.running();
             completions.take(&mut taken);
             for pair in taken.chunks_exact(2) {
                 if pair[1] != bytes as i32 {

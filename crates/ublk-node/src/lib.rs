@@ -2,6 +2,7 @@
 //! conversion and the mapping of `UblkError` to JavaScript errors; the
 //! kernel-facing logic is in `ublk-core`.
 
+mod backing;
 mod buffers;
 mod device;
 mod error;
