@@ -66,7 +66,7 @@ export declare class SyntheticQueue {
  * Releases `[offset, offset + length)` of the open file `fd`: a punched hole
  * (the size is kept), or BLKDISCARD on a block device.
  */
-export declare function backingDiscard(fd: number, offset: number, length: number): Promise<RangeOutcome>
+export declare function backingDiscard(fd: number, offset: number, length: number): Promise<TaskOutcome>
 
 /** Bytes in the open file or block device `fd`. */
 export declare function backingSize(fd: number): number
@@ -75,12 +75,18 @@ export declare function backingSize(fd: number): number
  * Makes `[offset, offset + length)` of `fd` read back as zeros (zero range
  * or punched hole; BLKZEROOUT on a block device).
  */
-export declare function backingWriteZeroes(fd: number, offset: number, length: number): Promise<RangeOutcome>
+export declare function backingWriteZeroes(fd: number, offset: number, length: number): Promise<TaskOutcome>
 
 /** How the device's life ended: `error` if stopping or deleting failed. */
 export interface CloseOutcome {
   error?: OutcomeError
 }
+
+/**
+ * Deletes device `id` (DEL_DEV_ASYNC where the kernel has it), on the
+ * thread pool. Resolves with `{ error? }`.
+ */
+export declare function deleteDevice(id: number): Promise<TaskOutcome>
 
 /** Names of the `UBLK_F_*` bits set in `mask` (unknown bits as `bit N`). */
 export declare function featureNames(mask: number): Array<string>
@@ -91,6 +97,9 @@ export declare function featureNames(mask: number): Array<string>
  * control device is missing (`ublk_drv` not loaded).
  */
 export declare function kernelFeatures(): number
+
+/** Every ublk device on the machine, from GET_DEV_INFO and GET_PARAMS. */
+export declare function listDevices(): Array<NativeDeviceSummary>
 
 /** What the kernel reports for a live device. */
 export interface NativeDeviceInfo {
@@ -140,14 +149,22 @@ export interface NativeDeviceOptions {
   rustNullHandler?: boolean
 }
 
+/** One ublk device as `listDevices()` reports it. */
+export interface NativeDeviceSummary {
+  id: number
+  /** `UBLK_S_DEV_*`: 0 dead, 1 live, 2 quiesced, 3 fail-io. */
+  state: number
+  queues: number
+  queueDepth: number
+  size: number
+  /** The serving process the kernel recorded (-1 or 0: none). */
+  ublksrvPid: number
+  flags: number
+}
+
 export interface OutcomeError {
   code: string
   message: string
-}
-
-/** How a range operation on the backing file ended. */
-export interface RangeOutcome {
-  error?: OutcomeError
 }
 
 /** How `start()` ended: `value` when live, `error` otherwise. */
@@ -163,4 +180,13 @@ export interface SyntheticOutcome {
   batches: number
   /** Wall time of the whole run in nanoseconds. */
   elapsedNs: number
+}
+
+/**
+ * How an operation done on the thread pool ended (a backing-file range
+ * operation, or a device deletion).
+ */
+export interface TaskOutcome {
+  /** Why it failed; absent when it worked. */
+  error?: OutcomeError
 }

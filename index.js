@@ -840,5 +840,7 @@ module.exports.SyntheticQueue = nativeBinding.SyntheticQueue
 module.exports.backingDiscard = nativeBinding.backingDiscard
 module.exports.backingSize = nativeBinding.backingSize
 module.exports.backingWriteZeroes = nativeBinding.backingWriteZeroes
+module.exports.deleteDevice = nativeBinding.deleteDevice
 module.exports.featureNames = nativeBinding.featureNames
 module.exports.kernelFeatures = nativeBinding.kernelFeatures
+module.exports.listDevices = nativeBinding.listDevices

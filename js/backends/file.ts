@@ -1,6 +1,6 @@
 import { open, type FileHandle } from 'node:fs/promises'
 import native from '../native'
-import { UblkError } from '../errors'
+import { fromNative, UblkError } from '../errors'
 import type { Handler, RequestContext } from '../handler'
 import type { OutcomeError } from '../../index.js'
 
@@ -41,7 +41,7 @@ export class FileBackend implements Handler {
       return new FileBackend(file, native.backingSize(file.fd), path, readOnly)
     } catch (err) {
       await file.close()
-      throw err
+      throw fromNative(err)
     }
   }
 

@@ -1,9 +1,10 @@
 //! The ublk control plane: commands sent to `/dev/ublk-control` as
 //! `IORING_OP_URING_CMD` on a 128-byte-SQE io_uring.
 //!
-//! This module sends the commands that need no device (GET_FEATURES) itself,
-//! so their failures carry the exact errno; per-device commands go through
-//! libublk's `UblkCtrl`.
+//! This module sends the commands that need no ring of their own (GET_FEATURES,
+//! and GET_DEV_INFO, GET_PARAMS and DEL_DEV for `ublk list`/`ublk delete`)
+//! itself, so their failures carry the exact errno; the commands that run a
+//! device go through libublk's `UblkCtrl` (see `device.rs`).
 
 use crate::error::{last_errno, UblkError};
 use io_uring::{opcode, squeue, types, IoUring};
@@ -88,6 +89,100 @@ impl ControlDevice {
         unsafe { self.send("GET_FEATURES", sys::UBLK_U_CMD_GET_FEATURES, &cmd)? };
         Ok(mask)
     }
+
+    /// GET_DEV_INFO: what the kernel knows of device `id` (ENODEV: none).
+    pub fn dev_info(&mut self, id: u32) -> Result<sys::ublksrv_ctrl_dev_info, UblkError> {
+        let mut info = sys::ublksrv_ctrl_dev_info::default();
+        let cmd = sys::ublksrv_ctrl_cmd {
+            dev_id: id,
+            queue_id: u16::MAX,
+            len: std::mem::size_of::<sys::ublksrv_ctrl_dev_info>() as u16,
+            addr: &mut info as *mut sys::ublksrv_ctrl_dev_info as u64,
+            ..Default::default()
+        };
+        // SAFETY: `addr` points at `info`, 64 writable bytes on this frame,
+        // which outlives `send`.
+        unsafe { self.send("GET_DEV_INFO", sys::UBLK_U_CMD_GET_DEV_INFO, &cmd)? };
+        Ok(info)
+    }
+
+    /// GET_PARAMS: the parameters device `id` was set up with (the basic,
+    /// discard, devt and zoned ones this crate knows).
+    pub fn params(&mut self, id: u32) -> Result<sys::ublk_params, UblkError> {
+        let mut params = sys::ublk_params { len: std::mem::size_of::<sys::ublk_params>() as u32, ..Default::default() };
+        let cmd = sys::ublksrv_ctrl_cmd {
+            dev_id: id,
+            queue_id: u16::MAX,
+            len: std::mem::size_of::<sys::ublk_params>() as u16,
+            addr: &mut params as *mut sys::ublk_params as u64,
+            ..Default::default()
+        };
+        // SAFETY: as in `dev_info`; the kernel writes at most `params.len` bytes.
+        unsafe { self.send("GET_PARAMS", sys::UBLK_U_CMD_GET_PARAMS, &cmd)? };
+        Ok(params)
+    }
+
+    /// Deletes device `id`. DEL_DEV_ASYNC (Linux 6.9+) returns at once even
+    /// while a process still holds `/dev/ublkcN` (the id is freed when it lets
+    /// go); older kernels get DEL_DEV, which waits for that.
+    pub fn delete(&mut self, id: u32) -> Result<(), UblkError> {
+        let cmd = sys::ublksrv_ctrl_cmd { dev_id: id, queue_id: u16::MAX, ..Default::default() };
+        // SAFETY: no buffer travels with these commands.
+        match unsafe { self.send("DEL_DEV_ASYNC", sys::UBLK_U_CMD_DEL_DEV_ASYNC, &cmd) } {
+            Err(UblkError::Command { errno: libc::EOPNOTSUPP | libc::EINVAL | libc::ENOTTY, .. }) => {
+                // SAFETY: as above.
+                unsafe { self.send("DEL_DEV", sys::UBLK_U_CMD_DEL_DEV, &cmd) }.map(|_| ())
+            }
+            other => other.map(|_| ()),
+        }
+    }
+}
+
+/// What `ublk list` shows of one device.
+#[derive(Debug, Clone)]
+pub struct DeviceSummary {
+    pub id: u32,
+    /// `UBLK_S_DEV_*`: 0 dead, 1 live, 2 quiesced, 3 fail-io.
+    pub state: u16,
+    pub nr_queues: u16,
+    pub queue_depth: u16,
+    pub size_bytes: u64,
+    pub ublksrv_pid: i32,
+    pub flags: u64,
+}
+
+/// Every ublk device on the machine (by its `/dev/ublkcN` node), in id order.
+pub fn list_devices() -> Result<Vec<DeviceSummary>, UblkError> {
+    let mut ids: Vec<u32> = std::fs::read_dir("/dev")
+        .map_err(|e| UblkError::Os { what: "reading /dev", errno: e.raw_os_error().unwrap_or(libc::EIO) })?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("ublkc")?.parse().ok())
+        .collect();
+    ids.sort_unstable();
+    let mut ctrl = ControlDevice::open()?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let info = match ctrl.dev_info(id) {
+            Ok(info) => info,
+            Err(UblkError::Command { errno: libc::ENODEV, .. }) => continue, // gone meanwhile
+            Err(e) => return Err(e),
+        };
+        let size_bytes = ctrl.params(id).map(|p| p.basic.dev_sectors << 9).unwrap_or(0);
+        out.push(DeviceSummary {
+            id,
+            state: info.state,
+            nr_queues: info.nr_hw_queues,
+            queue_depth: info.queue_depth,
+            size_bytes,
+            ublksrv_pid: info.ublksrv_pid,
+            flags: info.flags,
+        });
+    }
+    Ok(out)
+}
+
+/// Deletes device `id` (see `ControlDevice::delete`).
+pub fn delete_device(id: u32) -> Result<(), UblkError> {
+    ControlDevice::open()?.delete(id)
 }
 
 /// The running kernel's ublk feature mask (GET_FEATURES).

@@ -8,9 +8,11 @@ use napi::bindgen_prelude::*;
 use napi::Task;
 use napi_derive::napi;
 
-/// How a range operation on the backing file ended.
+/// How an operation done on the thread pool ended (a backing-file range
+/// operation, or a device deletion).
 #[napi(object)]
-pub struct RangeOutcome {
+pub struct TaskOutcome {
+    /// Why it failed; absent when it worked.
     pub error: Option<OutcomeError>,
 }
 
@@ -29,7 +31,7 @@ pub struct RangeTask {
 
 impl Task for RangeTask {
     type Output = Option<OutcomeError>;
-    type JsValue = RangeOutcome;
+    type JsValue = TaskOutcome;
 
     fn compute(&mut self) -> Result<Self::Output> {
         let done = match self.op {
@@ -40,7 +42,7 @@ impl Task for RangeTask {
     }
 
     fn resolve(&mut self, _env: Env, error: Self::Output) -> Result<Self::JsValue> {
-        Ok(RangeOutcome { error })
+        Ok(TaskOutcome { error })
     }
 }
 
@@ -50,14 +52,14 @@ fn range_task(op: RangeOp, fd: i32, offset: f64, length: f64) -> AsyncTask<Range
 
 /// Releases `[offset, offset + length)` of the open file `fd`: a punched hole
 /// (the size is kept), or BLKDISCARD on a block device.
-#[napi(ts_return_type = "Promise<RangeOutcome>")]
+#[napi(ts_return_type = "Promise<TaskOutcome>")]
 pub fn backing_discard(fd: i32, offset: f64, length: f64) -> AsyncTask<RangeTask> {
     range_task(RangeOp::Discard, fd, offset, length)
 }
 
 /// Makes `[offset, offset + length)` of `fd` read back as zeros (zero range
 /// or punched hole; BLKZEROOUT on a block device).
-#[napi(ts_return_type = "Promise<RangeOutcome>")]
+#[napi(ts_return_type = "Promise<TaskOutcome>")]
 pub fn backing_write_zeroes(fd: i32, offset: f64, length: f64) -> AsyncTask<RangeTask> {
     range_task(RangeOp::WriteZeroes, fd, offset, length)
 }

@@ -24,3 +24,57 @@ pub fn kernel_features() -> napi::Result<i64, String> {
 pub fn feature_names(mask: i64) -> Vec<String> {
     ublk_core::features::feature_names(mask as u64)
 }
+
+/// One ublk device as `listDevices()` reports it.
+#[napi(object)]
+pub struct NativeDeviceSummary {
+    pub id: u32,
+    /// `UBLK_S_DEV_*`: 0 dead, 1 live, 2 quiesced, 3 fail-io.
+    pub state: u32,
+    pub queues: u32,
+    pub queue_depth: u32,
+    pub size: f64,
+    /// The serving process the kernel recorded (-1 or 0: none).
+    pub ublksrv_pid: i32,
+    pub flags: f64,
+}
+
+/// Every ublk device on the machine, from GET_DEV_INFO and GET_PARAMS.
+#[napi]
+pub fn list_devices() -> napi::Result<Vec<NativeDeviceSummary>, String> {
+    let devices = ublk_core::ctrl::list_devices().map_err(error::to_napi)?;
+    Ok(devices
+        .into_iter()
+        .map(|d| NativeDeviceSummary {
+            id: d.id,
+            state: d.state as u32,
+            queues: d.nr_queues as u32,
+            queue_depth: d.queue_depth as u32,
+            size: d.size_bytes as f64,
+            ublksrv_pid: d.ublksrv_pid,
+            flags: d.flags as f64,
+        })
+        .collect())
+}
+
+pub struct DeleteTask(u32);
+
+impl napi::Task for DeleteTask {
+    type Output = Option<error::OutcomeError>;
+    type JsValue = backing::TaskOutcome;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        Ok(ublk_core::ctrl::delete_device(self.0).err().map(|e| error::OutcomeError::from_core(&e)))
+    }
+
+    fn resolve(&mut self, _env: napi::Env, error: Self::Output) -> napi::Result<Self::JsValue> {
+        Ok(backing::TaskOutcome { error })
+    }
+}
+
+/// Deletes device `id` (DEL_DEV_ASYNC where the kernel has it), on the
+/// thread pool. Resolves with `{ error? }`.
+#[napi(ts_return_type = "Promise<TaskOutcome>")]
+pub fn delete_device(id: u32) -> napi::bindgen_prelude::AsyncTask<DeleteTask> {
+    napi::bindgen_prelude::AsyncTask::new(DeleteTask(id))
+}

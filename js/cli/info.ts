@@ -1,0 +1,74 @@
+// `ublk features` and `ublk list`.
+import { parseArgs } from 'node:util'
+import native from '../native'
+import { fromNative } from '../errors'
+import { kernelFeatures } from '../features'
+import { EXIT, formatSize } from './args'
+import { isAlive } from './processes'
+
+export const featuresHelp = `Usage: ublk features [--json]
+
+Prints the running kernel's ublk feature flags (GET_FEATURES), by name.`
+
+export async function features(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { json: { type: 'boolean' } }, strict: true })
+  const f = await kernelFeatures()
+  if (values.json) {
+    console.log(JSON.stringify({ mask: `0x${f.mask.toString(16)}`, names: f.names }))
+  } else {
+    console.log(`0x${f.mask.toString(16)}`)
+    for (const name of f.names) console.log(name)
+  }
+  return EXIT.ok
+}
+
+export const listHelp = `Usage: ublk list [--json]
+
+Lists every ublk device on this machine: id, state, size, queues, queue
+depth, and the serving process (pid, and whether it is still alive).`
+
+const STATES = ['dead', 'live', 'quiesced', 'fail-io']
+
+export interface ListedDevice {
+  id: number
+  state: string
+  size: number
+  queues: number
+  queueDepth: number
+  pid: number
+  alive: boolean
+}
+
+export function listedDevices(): ListedDevice[] {
+  let devices: ReturnType<typeof native.listDevices>
+  try {
+    devices = native.listDevices()
+  } catch (err) {
+    throw fromNative(err)
+  }
+  return devices.map((d) => ({
+    id: d.id,
+    state: STATES[d.state] ?? `state ${d.state}`,
+    size: d.size,
+    queues: d.queues,
+    queueDepth: d.queueDepth,
+    pid: d.ublksrvPid,
+    alive: isAlive(d.ublksrvPid),
+  }))
+}
+
+export function list(argv: string[]): number {
+  const { values } = parseArgs({ args: argv, options: { json: { type: 'boolean' } }, strict: true })
+  const devices = listedDevices()
+  if (values.json) {
+    console.log(JSON.stringify(devices))
+    return EXIT.ok
+  }
+  const rows = [['ID', 'STATE', 'SIZE', 'QUEUES', 'DEPTH', 'PID', 'SERVER']]
+  for (const d of devices) {
+    rows.push([String(d.id), d.state, formatSize(d.size), String(d.queues), String(d.queueDepth), d.pid > 0 ? String(d.pid) : '-', d.pid > 0 ? (d.alive ? 'alive' : 'gone') : '-'])
+  }
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)))
+  for (const r of rows) console.log(r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd())
+  return EXIT.ok
+}
