@@ -1,0 +1,56 @@
+// The `ublk` command's parts that need no kernel: argument parsing, usage
+// errors and their exit codes, help.
+import test from 'ava'
+import { spawnSync } from 'node:child_process'
+import { join } from 'node:path'
+import { formatSize, parseSize, UsageError } from '../../js/cli/args'
+
+const CLI = join(__dirname, '..', '..', 'dist', 'cli', 'main.js')
+const ublk = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' })
+
+test('sizes take binary units', (t) => {
+  t.is(parseSize('4096'), 4096)
+  t.is(parseSize('512K'), 512 << 10)
+  t.is(parseSize('64M'), 64 << 20)
+  t.is(parseSize('1GiB'), 2 ** 30)
+  t.is(parseSize('1.5G'), 1.5 * 2 ** 30)
+  t.is(parseSize('2t'), 2 * 2 ** 40)
+  for (const bad of ['', 'lots', '-1G', '0', '1.3']) t.throws(() => parseSize(bad), { instanceOf: UsageError }, bad)
+  t.is(formatSize(64 << 20), '64M')
+  t.is(formatSize(1536), '1.5K')
+})
+
+test('every command has --help, and no command prints the overview with exit 2', (t) => {
+  for (const cmd of ['features', 'list', 'delete', 'serve']) {
+    const r = ublk(cmd, '--help')
+    t.is(r.status, 0, cmd)
+    t.regex(r.stdout, new RegExp(`Usage: ublk ${cmd}`))
+  }
+  const none = ublk()
+  t.is(none.status, 2)
+  t.regex(none.stdout, /Commands:/)
+  t.is(ublk('--help').status, 0)
+})
+
+test('usage errors exit 2 and say what is wrong', (t) => {
+  const cases: Array<[string[], RegExp]> = [
+    [['frobnicate'], /unknown command "frobnicate"/],
+    [['serve'], /one module to serve, or --backend/],
+    [['serve', '--backend', 'tape', '--size', '1G'], /--backend must be memory, null or file/],
+    [['serve', '--backend', 'null', '--size', 'huge'], /--size must be a byte count/],
+    [['serve', '--backend', 'null', '--size', '1G', '--queues', '0'], /--queues must be a positive integer/],
+    [['delete'], /give device ids, or --all, or --dead/],
+    [['delete', '--all', '3'], /give device ids, or --all, or --dead/],
+    [['list', '--bogus'], /bogus/],
+  ]
+  for (const [args, message] of cases) {
+    const r = ublk(...args)
+    t.is(r.status, 2, args.join(' '))
+    t.regex(r.stderr, message, args.join(' '))
+  }
+})
+
+test('serving a module whose default export is no handler is a usage error', (t) => {
+  const r = ublk('serve', join(__dirname, '..', '..', 'package.json'), '--size', '1M')
+  t.is(r.status, 2, r.stderr)
+})
