@@ -43,7 +43,7 @@ const onX64Gnu = process.arch === 'x64' && existsSync(join(root, binary))
   run('mkdir', ['-p', app])
   writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }))
   const env = { ...process.env, PATH: `${dirname(process.execPath)}:/usr/bin:/bin`, CARGO: '/nonexistent', npm_config_offline: 'true' }
-  t.is(spawnSync('sh', ['-c', 'command -v cargo'], { env }).status, 1, 'no cargo on PATH')
+  t.not(spawnSync('sh', ['-c', 'command -v cargo'], { env }).status, 0, 'no cargo on PATH')
   npm(['install', ...tarballs.map((f) => join(work, f))], app, env)
   t.false(existsSync(join(app, 'node_modules', 'ublk', 'target')), 'no cargo build ran')
   t.false(existsSync(join(app, 'node_modules', 'ublk', binary)), 'the binary comes from the platform package')
