@@ -54,3 +54,9 @@ test('serving a module whose default export is no handler is a usage error', (t)
   const r = ublk('serve', join(__dirname, '..', '..', 'package.json'), '--size', '1M')
   t.is(r.status, 2, r.stderr)
 })
+
+test('a TypeScript module is loaded through tsx, then checked', (t) => {
+  const r = ublk('serve', join(__dirname, 'fixtures', 'not-a-handler.ts'), '--size', '1M')
+  t.is(r.status, 2, r.stderr)
+  t.regex(r.stderr, /not-a-handler\.ts: the default export must be a handler object/)
+})

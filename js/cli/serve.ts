@@ -33,16 +33,15 @@ export interface ServeOptions {
 }
 
 async function importModule(path: string): Promise<unknown> {
-  const file = resolve(path)
-  if (/\.[mc]?ts$/.test(file)) {
-    try {
-      const tsx = (await import('tsx/esm/api')) as { register(): unknown }
-      tsx.register()
-    } catch {
-      throw new UsageError(`${path} is TypeScript: install tsx (npm install tsx) or serve the compiled .js`)
-    }
+  const url = pathToFileURL(resolve(path)).href
+  if (!/\.[mc]?ts$/.test(url)) return import(url)
+  let tsx: { tsImport(specifier: string, parent: string): Promise<unknown> }
+  try {
+    tsx = (await import('tsx/esm/api')) as typeof tsx
+  } catch {
+    throw new UsageError(`${path} is TypeScript: install tsx (npm install tsx) or serve the compiled .js`)
   }
-  return import(pathToFileURL(file).href)
+  return tsx.tsImport(url, __filename)
 }
 
 async function handlerFromModule(path: string, options: ServeOptions): Promise<Handler> {
