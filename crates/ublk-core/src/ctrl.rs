@@ -74,52 +74,39 @@ impl ControlDevice {
         }
     }
 
-    /// GET_FEATURES (Linux 6.5+): the `UBLK_F_*` mask this kernel supports.
-    pub fn features(&mut self) -> Result<u64, UblkError> {
-        let mut mask: u64 = 0;
+    /// Sends a command whose answer the kernel writes into a `T`, and
+    /// returns that answer (`answer` is what the kernel reads first, if
+    /// anything: GET_PARAMS reads its `len`). `T` must be a plain UAPI struct
+    /// or integer, valid for any bytes the kernel writes.
+    fn query<T: Copy>(&mut self, name: &'static str, cmd_op: u32, dev_id: u32, mut answer: T) -> Result<T, UblkError> {
         let cmd = sys::ublksrv_ctrl_cmd {
-            dev_id: u32::MAX,
+            dev_id,
             queue_id: u16::MAX,
-            len: std::mem::size_of::<u64>() as u16,
-            addr: &mut mask as *mut u64 as u64,
+            len: std::mem::size_of::<T>() as u16,
+            addr: &mut answer as *mut T as u64,
             ..Default::default()
         };
-        // SAFETY: `addr` points at `mask`, 8 writable bytes on this stack
-        // frame, which outlives `send` (it reaps the CQE before returning).
-        unsafe { self.send("GET_FEATURES", sys::UBLK_U_CMD_GET_FEATURES, &cmd)? };
-        Ok(mask)
+        // SAFETY: `addr` points at `answer`, size_of::<T>() writable bytes on
+        // this frame, which outlives `send` (it reaps the CQE before returning).
+        unsafe { self.send(name, cmd_op, &cmd)? };
+        Ok(answer)
+    }
+
+    /// GET_FEATURES (Linux 6.5+): the `UBLK_F_*` mask this kernel supports.
+    pub fn features(&mut self) -> Result<u64, UblkError> {
+        self.query("GET_FEATURES", sys::UBLK_U_CMD_GET_FEATURES, u32::MAX, 0u64)
     }
 
     /// GET_DEV_INFO: what the kernel knows of device `id` (ENODEV: none).
     pub fn dev_info(&mut self, id: u32) -> Result<sys::ublksrv_ctrl_dev_info, UblkError> {
-        let mut info = sys::ublksrv_ctrl_dev_info::default();
-        let cmd = sys::ublksrv_ctrl_cmd {
-            dev_id: id,
-            queue_id: u16::MAX,
-            len: std::mem::size_of::<sys::ublksrv_ctrl_dev_info>() as u16,
-            addr: &mut info as *mut sys::ublksrv_ctrl_dev_info as u64,
-            ..Default::default()
-        };
-        // SAFETY: `addr` points at `info`, 64 writable bytes on this frame,
-        // which outlives `send`.
-        unsafe { self.send("GET_DEV_INFO", sys::UBLK_U_CMD_GET_DEV_INFO, &cmd)? };
-        Ok(info)
+        self.query("GET_DEV_INFO", sys::UBLK_U_CMD_GET_DEV_INFO, id, sys::ublksrv_ctrl_dev_info::default())
     }
 
     /// GET_PARAMS: the parameters device `id` was set up with (the basic,
     /// discard, devt and zoned ones this crate knows).
     pub fn params(&mut self, id: u32) -> Result<sys::ublk_params, UblkError> {
-        let mut params = sys::ublk_params { len: std::mem::size_of::<sys::ublk_params>() as u32, ..Default::default() };
-        let cmd = sys::ublksrv_ctrl_cmd {
-            dev_id: id,
-            queue_id: u16::MAX,
-            len: std::mem::size_of::<sys::ublk_params>() as u16,
-            addr: &mut params as *mut sys::ublk_params as u64,
-            ..Default::default()
-        };
-        // SAFETY: as in `dev_info`; the kernel writes at most `params.len` bytes.
-        unsafe { self.send("GET_PARAMS", sys::UBLK_U_CMD_GET_PARAMS, &cmd)? };
-        Ok(params)
+        let asked = sys::ublk_params { len: std::mem::size_of::<sys::ublk_params>() as u32, ..Default::default() };
+        self.query("GET_PARAMS", sys::UBLK_U_CMD_GET_PARAMS, id, asked)
     }
 
     /// Deletes device `id`. DEL_DEV_ASYNC (Linux 6.9+) returns at once even

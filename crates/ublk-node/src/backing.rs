@@ -3,18 +3,10 @@
 //! thread. They resolve with an outcome (`{ error? }`) that the TypeScript
 //! layer turns into a `UblkError`, so the request fails with the real errno.
 
-use crate::error::{to_napi, OutcomeError};
+use crate::error::{to_napi, OutcomeError, TaskOutcome};
 use napi::bindgen_prelude::*;
 use napi::Task;
 use napi_derive::napi;
-
-/// How an operation done on the thread pool ended (a backing-file range
-/// operation, or a device deletion).
-#[napi(object)]
-pub struct TaskOutcome {
-    /// Why it failed; absent when it worked.
-    pub error: Option<OutcomeError>,
-}
 
 #[derive(Clone, Copy)]
 enum RangeOp {

@@ -25,3 +25,11 @@ impl OutcomeError {
         OutcomeError { code: e.code().to_string(), message: e.to_string() }
     }
 }
+
+/// How an operation done on the thread pool ended (a backing-file range
+/// operation, or a device deletion).
+#[napi(object)]
+pub struct TaskOutcome {
+    /// Why it failed; absent when it worked.
+    pub error: Option<OutcomeError>,
+}

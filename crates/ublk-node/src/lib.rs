@@ -61,14 +61,14 @@ pub struct DeleteTask(u32);
 
 impl napi::Task for DeleteTask {
     type Output = Option<error::OutcomeError>;
-    type JsValue = backing::TaskOutcome;
+    type JsValue = error::TaskOutcome;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
         Ok(ublk_core::ctrl::delete_device(self.0).err().map(|e| error::OutcomeError::from_core(&e)))
     }
 
     fn resolve(&mut self, _env: napi::Env, error: Self::Output) -> napi::Result<Self::JsValue> {
-        Ok(backing::TaskOutcome { error })
+        Ok(error::TaskOutcome { error })
     }
 }
 
