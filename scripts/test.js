@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// `npm test`: builds what is stale, runs the unit tests on this machine, then
-// the real-kernel tests (__test__/kernel) either directly, when this kernel
+// `npm test`: builds what is stale, runs the Rust checks (cargo test, clippy,
+// rustfmt) and the unit tests on this machine, then the real-kernel tests (__test__/kernel) either directly, when this kernel
 // has ublk and we are root, or inside the QEMU guest under each kernel
 // (scripts/vm). Ends with one line `N passed, N failed[, N skipped]`.
 'use strict'
@@ -84,6 +84,66 @@ function runTap(label, cmd, args, env) {
   })
 }
 
+/** Runs a command, echoing its output; resolves with its exit code and stdout. */
+function runEcho(cmd, args) {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] })
+    let out = ''
+    child.stdout.on('data', (chunk) => {
+      out += chunk
+      process.stdout.write(chunk)
+    })
+    child.on('close', (code, signal) => resolve({ code: code ?? signal, out }))
+  })
+}
+
+/** Sums libtest's `test result: ok. N passed; M failed; K ignored` lines. */
+function countCargoTests(text) {
+  const c = { pass: 0, fail: 0, skip: 0 }
+  for (const m of text.matchAll(/^test result: \w+\. (\d+) passed; (\d+) failed; (\d+) ignored/gm)) {
+    c.pass += parseInt(m[1], 10)
+    c.fail += parseInt(m[2], 10)
+    c.skip += parseInt(m[3], 10)
+  }
+  return c
+}
+
+/**
+ * The Rust side: the unit tests of every crate (each counted), then clippy
+ * with warnings as errors and rustfmt, one check each. Release profile, so
+ * the tests reuse what the addon build compiled.
+ */
+async function runRustChecks() {
+  console.log('# Rust unit tests (cargo test --workspace)')
+  const started = Date.now()
+  const tests = await runEcho('cargo', ['test', '--workspace', '--release', '--locked'])
+  const c = countCargoTests(tests.out)
+  totals.passed += c.pass
+  totals.failed += c.fail
+  totals.skipped += c.skip
+  if (tests.code !== 0 && c.fail === 0) {
+    totals.failed += 1
+    notes.push(`cargo test: exit ${tests.code} (did not build or did not finish)`)
+  }
+  console.log(`# cargo test: ${c.pass} passed, ${c.fail} failed, ${c.skip} ignored in ${((Date.now() - started) / 1000).toFixed(1)}s`)
+  const checks = [
+    ['cargo clippy', ['clippy', '--workspace', '--all-targets', '--locked', '--', '-D', 'warnings']],
+    ['cargo fmt --check', ['fmt', '--all', '--check']],
+  ]
+  for (const [label, args] of checks) {
+    console.log(`# ${label}`)
+    const r = await runEcho('cargo', args)
+    if (r.code === 0) {
+      totals.passed += 1
+      console.log(`ok - ${label}`)
+    } else {
+      totals.failed += 1
+      notes.push(`${label} failed (exit ${r.code})`)
+      console.log(`not ok - ${label}`)
+    }
+  }
+}
+
 function hasUblkHere() {
   if (process.getuid?.() !== 0) return false
   if (!fs.existsSync('/dev/ublk-control')) spawnSync('modprobe', ['ublk_drv'], { stdio: 'ignore' })
@@ -101,6 +161,7 @@ function kernelTestFiles() {
 
 async function main() {
   buildIfNeeded()
+  await runRustChecks()
   await runTap('unit tests (this machine)', ava, ['--tap', '__test__/unit/*.spec.ts'])
 
   const avaKernelArgs = ['--tap', '--serial', '--concurrency=1', '--timeout=10m', ...kernelTestFiles()]

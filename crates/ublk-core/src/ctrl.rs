@@ -58,8 +58,7 @@ impl ControlDevice {
         let sqe = opcode::UringCmd80::new(types::Fd(self.fd.as_raw_fd()), cmd_op).cmd(payload).build();
         // SAFETY: the SQE refers only to `self.fd` and, per this function's
         // contract, to memory valid until we reap the CQE below.
-        unsafe { self.ring.submission().push(&sqe) }
-            .map_err(|_| UblkError::Command { cmd: name, errno: libc::EBUSY })?;
+        unsafe { self.ring.submission().push(&sqe) }.map_err(|_| UblkError::Command { cmd: name, errno: libc::EBUSY })?;
         loop {
             match self.ring.submit_and_wait(1) {
                 Ok(_) => break,

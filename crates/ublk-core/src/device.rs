@@ -200,9 +200,7 @@ fn spawn_queues(
                     r.stride()
                 )))
             }
-            None if !supplied.is_empty() => {
-                return Err(UblkError::InvalidConfig(format!("no supplied buffers for queue {qid}")))
-            }
+            None if !supplied.is_empty() => return Err(UblkError::InvalidConfig(format!("no supplied buffers for queue {qid}"))),
             None => Arc::new(IoBufferRegion::new(depth, slot_bytes)?),
         };
         queues.push(QueueShared { region, completions: Arc::new(CompletionQueue::new()?) });

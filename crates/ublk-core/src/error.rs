@@ -91,13 +91,9 @@ impl fmt::Display for UblkError {
                 errno_name(*errno),
                 std::io::Error::from_raw_os_error(*errno)
             ),
-            UblkError::Os { what, errno } => write!(
-                f,
-                "{} failed with {} ({})",
-                what,
-                errno_name(*errno),
-                std::io::Error::from_raw_os_error(*errno)
-            ),
+            UblkError::Os { what, errno } => {
+                write!(f, "{} failed with {} ({})", what, errno_name(*errno), std::io::Error::from_raw_os_error(*errno))
+            }
         }
     }
 }

@@ -66,16 +66,19 @@ impl QueueServer {
             .multi(true)
             .build()
             .user_data(EVENTFD_USER_DATA);
-        queue
-            .ublk_submit_sqe_sync(sqe)
-            .map_err(|e| UblkError::Queue { qid: self.qid, what: "arming the completion eventfd", errno: libublk_errno(&e) })
+        queue.ublk_submit_sqe_sync(sqe).map_err(|e| UblkError::Queue {
+            qid: self.qid,
+            what: "arming the completion eventfd",
+            errno: libublk_errno(&e),
+        })
     }
 
     /// Queues COMMIT_AND_FETCH_REQ for each `(tag, result)` pair.
     fn commit(&self, queue: &UblkQueue, pairs: &[i32]) {
         for pair in pairs.chunks_exact(2) {
             let tag = pair[0] as u16;
-            let _ = queue.complete_io_cmd_unified(tag, BufDesc::RawAddress(self.region.slot(tag)), Ok(UblkIORes::Result(pair[1])));
+            let _ =
+                queue.complete_io_cmd_unified(tag, BufDesc::RawAddress(self.region.slot(tag)), Ok(UblkIORes::Result(pair[1])));
         }
     }
 
@@ -143,9 +146,7 @@ impl QueueServer {
                 Ok(_) => {}
                 Err(libublk::UblkError::QueueIsDown) => return Ok(()),
                 Err(libublk::UblkError::IOError(e)) if e.raw_os_error() == Some(libc::EINTR) => {}
-                Err(e) => {
-                    return Err(UblkError::Queue { qid: self.qid, what: "io_uring_enter", errno: libublk_errno(&e) })
-                }
+                Err(e) => return Err(UblkError::Queue { qid: self.qid, what: "io_uring_enter", errno: libublk_errno(&e) }),
             }
             debug_assert_eq!(batch.len() % REQUEST_WORDS, 0);
             if let (false, Handling::Sink(sink)) = (batch.is_empty(), &self.handling) {

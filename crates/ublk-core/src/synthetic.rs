@@ -31,7 +31,9 @@ pub fn run(
     bytes: u32,
 ) -> Result<SyntheticReport, UblkError> {
     if batch == 0 || bytes == 0 || !bytes.is_multiple_of(512) {
-        return Err(UblkError::InvalidConfig(format!("batch {batch} and bytes {bytes}: need a batch > 0 and a multiple of 512 bytes")));
+        return Err(UblkError::InvalidConfig(format!(
+            "batch {batch} and bytes {bytes}: need a batch > 0 and a multiple of 512 bytes"
+        )));
     }
     let nr_sectors = bytes / 512;
     let mut taken = Vec::new();
@@ -96,7 +98,8 @@ mod tests {
         fn deliver(&self, _qid: u16, batch: Vec<u32>) {
             let q = self.0.clone();
             std::thread::spawn(move || {
-                let pairs: Vec<i32> = batch.chunks_exact(REQUEST_WORDS).flat_map(|r| [r[0] as i32, (r[4] * 512) as i32]).collect();
+                let pairs: Vec<i32> =
+                    batch.chunks_exact(REQUEST_WORDS).flat_map(|r| [r[0] as i32, (r[4] * 512) as i32]).collect();
                 q.push(&pairs);
             });
         }

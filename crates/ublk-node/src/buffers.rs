@@ -86,7 +86,10 @@ impl JsRegions {
             let status = unsafe { sys::napi_create_arraybuffer(env.raw(), depth * stride, &mut data, &mut value) };
             if status != sys::Status::napi_ok {
                 this.release(env);
-                return Err(Error::new(Status::GenericFailure, format!("cannot allocate {} bytes of IO buffers ({status})", depth * stride)));
+                return Err(Error::new(
+                    Status::GenericFailure,
+                    format!("cannot allocate {} bytes of IO buffers ({status})", depth * stride),
+                ));
             }
             let mut r = std::ptr::null_mut();
             // SAFETY: as above; the reference (count 1) keeps `value` alive.

@@ -5,9 +5,9 @@
 
 use crate::buffers::{external_buffers_allowed, JsRegions};
 use crate::error::OutcomeError;
-use napi::JsDeferred;
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::JsDeferred;
 use napi_derive::napi;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
@@ -197,14 +197,18 @@ impl NativeDevice {
             (Some(on_requests), false) => {
                 Handling::Sink(Arc::new(JsSink { tsfn: batch_function(on_requests)? }) as Arc<dyn RequestSink>)
             }
-            (Some(_), true) => return Err(Error::new(Status::InvalidArg, "rustNullHandler serves requests itself: pass no onRequests")),
+            (Some(_), true) => {
+                return Err(Error::new(Status::InvalidArg, "rustNullHandler serves requests itself: pass no onRequests"))
+            }
             (None, false) => return Err(Error::new(Status::InvalidArg, "onRequests is required")),
         };
         let use_js_buffers = match self.buffers_option.as_deref() {
             None => !external_buffers_allowed(env),
             Some("external") => false,
             Some("js") => true,
-            Some(other) => return Err(Error::new(Status::InvalidArg, format!("buffers must be \"external\" or \"js\", not {other:?}"))),
+            Some(other) => {
+                return Err(Error::new(Status::InvalidArg, format!("buffers must be \"external\" or \"js\", not {other:?}")))
+            }
         };
         let mut supplied = Vec::new();
         if use_js_buffers {
@@ -263,9 +267,7 @@ impl NativeDevice {
             .shared
             .queues()
             .ok_or_else(|| Error::new(Status::GenericFailure, "the device has no queues (not started, or closed)"))?;
-        let q = queues
-            .get(queue as usize)
-            .ok_or_else(|| Error::new(Status::InvalidArg, format!("no queue {queue}")))?;
+        let q = queues.get(queue as usize).ok_or_else(|| Error::new(Status::InvalidArg, format!("no queue {queue}")))?;
         if self.buffers_handed_out.len() < queues.len() {
             self.buffers_handed_out.resize(queues.len(), false);
         }

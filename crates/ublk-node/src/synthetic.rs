@@ -105,7 +105,12 @@ impl SyntheticQueue {
                         batches: r.batches as f64,
                         elapsed_ns: r.elapsed.as_nanos() as f64,
                     },
-                    Err(e) => SyntheticOutcome { error: Some(OutcomeError::from_core(&e)), requests: 0.0, batches: 0.0, elapsed_ns: 0.0 },
+                    Err(e) => SyntheticOutcome {
+                        error: Some(OutcomeError::from_core(&e)),
+                        requests: 0.0,
+                        batches: 0.0,
+                        elapsed_ns: 0.0,
+                    },
                 };
                 running.store(false, Ordering::Release);
                 deferred.resolve(Box::new(move |_| Ok(outcome)));
