@@ -1,5 +1,6 @@
 // Runs one fio case against a block device and extracts the figures.
-import { spawn } from 'node:child_process'
+import { exec } from '../__test__/support/process'
+import { parseFioJson } from '../__test__/support/fio'
 import { jobsFor, type FioCase } from './cases'
 
 export interface FioFigures {
@@ -10,14 +11,6 @@ export interface FioFigures {
   p99us: number
   /** Seconds of measured IO (ramp excluded). */
   runtimeSeconds: number
-}
-
-interface FioDirection {
-  iops: number
-  bw_bytes: number
-  total_ios: number
-  runtime: number
-  clat_ns: { percentile?: Record<string, number> }
 }
 
 export function fioArgs(device: string, c: FioCase, runtimeSeconds: number, rampSeconds: number): string[] {
@@ -44,7 +37,7 @@ export function fioArgs(device: string, c: FioCase, runtimeSeconds: number, ramp
 
 /** Figures of fio's JSON output (one group-reported job). */
 export function parseFio(json: string): FioFigures {
-  const job = JSON.parse(json.slice(json.indexOf('{'))).jobs[0] as { read: FioDirection; write: FioDirection; error: number }
+  const job = parseFioJson(json)
   if (job.error) throw new Error(`fio reported error ${job.error}`)
   const dirs = [job.read, job.write].filter((d) => d.total_ios > 0)
   if (dirs.length === 0) throw new Error('fio did no IO')
@@ -60,21 +53,12 @@ export function parseFio(json: string): FioFigures {
 }
 
 /** Runs fio without blocking the event loop (a server may be this process). */
-export function runFio(args: string[]): Promise<FioFigures> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('fio', args, { stdio: ['ignore', 'pipe', 'pipe'] })
-    let out = ''
-    let err = ''
-    child.stdout.on('data', (d) => (out += d))
-    child.stderr.on('data', (d) => (err += d))
-    child.on('error', reject)
-    child.on('close', (code) => {
-      if (code !== 0) return reject(new Error(`fio exited ${code}: ${err.trim()}`))
-      try {
-        resolve(parseFio(out))
-      } catch (e) {
-        reject(new Error(`${(e as Error).message}; stderr: ${err.trim()}`))
-      }
-    })
-  })
+export async function runFio(args: string[]): Promise<FioFigures> {
+  const r = await exec('fio', args, 3_600_000)
+  if (r.code !== 0) throw new Error(`fio exited ${r.code ?? r.signal}: ${r.stderr.trim()}`)
+  try {
+    return parseFio(r.stdout)
+  } catch (e) {
+    throw new Error(`${(e as Error).message}; stderr: ${r.stderr.trim()}`)
+  }
 }

@@ -8,7 +8,8 @@ import os from 'node:os'
 import { dirname } from 'node:path'
 import { CASES, QUICK_CASES } from './cases'
 import { fioArgs, runFio } from './fio'
-import { cpuTimeNs, QUICK_TARGETS, sh, TARGETS } from './targets'
+import { sh } from '../__test__/support/process'
+import { cpuTimeNs, QUICK_TARGETS, TARGETS } from './targets'
 import type { BenchRun, BenchResult } from './types'
 
 const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3)

@@ -1,10 +1,9 @@
 // What `npm run bench` measures: our devices (through JS, and with the Rust
 // null handler), the kernel's own ceilings (null_blk, a loop device over
 // tmpfs with direct I/O) and NBD (nbdkit's memory plugin), all in one boot.
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { sh, spawnServer } from '../__test__/support/process'
 
 export interface RunningTarget {
   path: string
@@ -23,22 +22,10 @@ export interface Target {
   start(sizeBytes: number): Promise<RunningTarget>
 }
 
-/** Runs a command, rejecting with its stderr when it fails. */
-export function sh(cmd: string, args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] })
-    let out = ''
-    let err = ''
-    child.stdout.on('data', (d) => (out += d))
-    child.stderr.on('data', (d) => (err += d))
-    child.on('error', reject)
-    child.on('close', (code) =>
-      code === 0 ? resolve(out) : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${err.trim()}`)),
-    )
-  })
-}
-
-const quiet = (p: Promise<unknown>) => p.catch(() => undefined)
+const quiet = (p: Promise<unknown>): Promise<void> => p.then(
+  () => undefined,
+  () => undefined,
+)
 const WORKDIR = '/mnt/ublk-bench'
 
 function ours(name: string, backend: 'null' | 'memory' | 'rust-null', queues: number, description: string): Target {
@@ -47,19 +34,12 @@ function ours(name: string, backend: 'null' | 'memory' | 'rust-null', queues: nu
     description,
     keepsData: backend === 'memory',
     async start(sizeBytes) {
-      const server = spawn(process.execPath, [join(__dirname, 'serve.js'), backend, String(queues), String(sizeBytes)], {
-        stdio: ['ignore', 'pipe', 'inherit'],
-      })
-      const [first] = (await Promise.race([once(server.stdout, 'data'), once(server, 'exit')])) as [Buffer | number]
-      if (!Buffer.isBuffer(first)) throw new Error(`${name}: the server exited (${first}) before its device was live`)
+      const server = await spawnServer([join(__dirname, 'serve.js'), backend, String(queues), String(sizeBytes)])
       return {
-        path: first.toString().trim(),
-        serverPid: server.pid,
+        path: server.path,
+        serverPid: server.proc.pid,
         async stop() {
-          server.kill('SIGTERM')
-          const timer = setTimeout(() => server.kill('SIGKILL'), 30_000)
-          if (server.exitCode === null && server.signalCode === null) await once(server, 'exit')
-          clearTimeout(timer)
+          await server.stop()
         },
       }
     },

@@ -109,11 +109,12 @@ function countCargoTests(text) {
 }
 
 /**
- * The Rust side: the unit tests of every crate (each counted), then clippy
- * with warnings as errors and rustfmt, one check each. Release profile, so
- * the tests reuse what the addon build compiled.
+ * The Rust unit tests of every crate (each counted; release profile, so they
+ * reuse what the addon build compiled), then the static checks, one test
+ * each: clippy with warnings as errors, rustfmt, and the TypeScript types of
+ * the tests, the benchmark and the examples.
  */
-async function runRustChecks() {
+async function runStaticChecks() {
   console.log('# Rust unit tests (cargo test --workspace)')
   const started = Date.now()
   const tests = await runEcho('cargo', ['test', '--workspace', '--release', '--locked'])
@@ -126,13 +127,16 @@ async function runRustChecks() {
     notes.push(`cargo test: exit ${tests.code} (did not build or did not finish)`)
   }
   console.log(`# cargo test: ${c.pass} passed, ${c.fail} failed, ${c.skip} ignored in ${((Date.now() - started) / 1000).toFixed(1)}s`)
+  const tsc = path.join(root, 'node_modules', '.bin', 'tsc')
   const checks = [
-    ['cargo clippy', ['clippy', '--workspace', '--all-targets', '--locked', '--', '-D', 'warnings']],
-    ['cargo fmt --check', ['fmt', '--all', '--check']],
+    ['cargo clippy', 'cargo', ['clippy', '--workspace', '--all-targets', '--locked', '--', '-D', 'warnings']],
+    ['cargo fmt --check', 'cargo', ['fmt', '--all', '--check']],
+    ['tsc --noEmit (tests and benchmark)', tsc, ['-p', '__test__/tsconfig.json', '--noEmit']],
+    ['tsc --noEmit (examples)', tsc, ['-p', 'examples/tsconfig.json', '--noEmit']],
   ]
-  for (const [label, args] of checks) {
+  for (const [label, cmd, args] of checks) {
     console.log(`# ${label}`)
-    const r = await runEcho('cargo', args)
+    const r = await runEcho(cmd, args)
     if (r.code === 0) {
       totals.passed += 1
       console.log(`ok - ${label}`)
@@ -161,7 +165,7 @@ function kernelTestFiles() {
 
 async function main() {
   buildIfNeeded()
-  await runRustChecks()
+  await runStaticChecks()
   await runTap('unit tests (this machine)', ava, ['--tap', '__test__/unit/*.spec.ts'])
 
   const avaKernelArgs = ['--tap', '--serial', '--concurrency=1', '--timeout=10m', ...kernelTestFiles()]

@@ -2,12 +2,10 @@
 // hundred files, umount, fsck and a second mount with its contents intact.
 import test from 'ava'
 import { createHash } from 'node:crypto'
-import { mkdtempSync, rmSync } from 'node:fs'
 import { readFile, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { MemoryBackend } from '../../js'
-import { deviceFor, exec, sh } from './helpers'
+import { deviceFor, exec, sh, tempMountPoint } from './helpers'
 
 const SIZE = 64 << 20
 
@@ -21,11 +19,7 @@ function content(i: number): Buffer {
 
 test('mkfs.ext4, mount, write files, umount, fsck clean, remount and verify', async (t) => {
   const dev = await deviceFor(t, { size: SIZE, queues: 2, handler: new MemoryBackend(SIZE) })
-  const mnt = mkdtempSync(join(tmpdir(), 'ublk-ext4-'))
-  t.teardown(async () => {
-    await exec('umount', [mnt])
-    rmSync(mnt, { recursive: true, force: true })
-  })
+  const mnt = tempMountPoint(t)
   await sh('modprobe', ['ext4'])
   await sh('mkfs.ext4', ['-q', '-F', dev.path])
   await sh('mount', [dev.path, mnt])

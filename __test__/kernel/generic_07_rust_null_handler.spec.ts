@@ -1,13 +1,11 @@
 // generic_07: the diagnostic `rustNullHandler` serves a device inside the
 // addon's queue threads (zeros on read, writes accepted) without calling JS.
 import test from 'ava'
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createDevice } from '../../js'
-import { exec, requireUblkKernel, sh, ublkBlockDevices } from './helpers'
+import { exec, requireUblkKernel, sh, spawnServer, ublkBlockDevices } from './helpers'
 
 test('rustNullHandler reads zeros, accepts writes, and never calls JavaScript', async (t) => {
   requireUblkKernel()
@@ -28,18 +26,13 @@ test('rustNullHandler reads zeros, accepts writes, and never calls JavaScript', 
 
 test('a rustNullHandler device keeps its process alive until SIGTERM', async (t) => {
   requireUblkKernel()
-  const server = spawn(process.execPath, [join(__dirname, 'fixtures', 'serve.js')], {
+  const server = await spawnServer([join(__dirname, 'fixtures', 'serve.js')], {
     env: { ...process.env, UBLK_TEST_RUST_NULL: '1' },
-    stdio: ['ignore', 'pipe', 'inherit'],
+    t,
   })
-  t.teardown(() => server.kill('SIGKILL'))
-  const [first] = (await once(server.stdout, 'data')) as [Buffer]
-  const path = first.toString().trim()
-  t.regex(path, /^\/dev\/ublkb\d+$/)
   await sleep(2000) // nothing in JS would keep an idle process alive
-  t.is(server.exitCode, null, 'still serving')
-  t.true(existsSync(path))
-  server.kill('SIGTERM')
-  await once(server, 'exit')
+  t.is(server.proc.exitCode, null, 'still serving')
+  t.true(existsSync(server.path))
+  await server.stop()
   t.deepEqual(ublkBlockDevices(), [])
 })

@@ -3,22 +3,16 @@
 // file system survives mkfs, files, fsck and a second mount.
 import test from 'ava'
 import { createHash } from 'node:crypto'
-import { mkdtempSync, rmSync, statSync } from 'node:fs'
-import { readFile, truncate, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { statSync } from 'node:fs'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { FileBackend } from '../../js'
-import { deviceFor, exec, fioAsync, sh } from './helpers'
+import { deviceFor, exec, fioAsync, sh, tempImage, tempMountPoint } from './helpers'
 
 const SIZE = 64 << 20
 
-async function backingFile(t: { teardown(fn: () => unknown): void }): Promise<string> {
-  const dir = mkdtempSync(join(tmpdir(), 'ublk-filebackend-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const path = join(dir, 'disk.img')
-  await writeFile(path, '')
-  await truncate(path, SIZE)
-  return path
+function backingFile(t: { teardown(fn: () => unknown): void }): Promise<string> {
+  return tempImage(t, SIZE)
 }
 
 async function sha256Of(cmd: string): Promise<string> {
@@ -63,11 +57,7 @@ test('mkfs.ext4, files, umount, fsck clean, remount and verify', async (t) => {
   const backend = await FileBackend.open(path)
   t.teardown(() => backend.close())
   const dev = await deviceFor(t, { size: backend.size, queues: 2, handler: backend })
-  const mnt = mkdtempSync(join(tmpdir(), 'ublk-file-ext4-'))
-  t.teardown(async () => {
-    await exec('umount', [mnt])
-    rmSync(mnt, { recursive: true, force: true })
-  })
+  const mnt = tempMountPoint(t)
   const content = (i: number) => Buffer.alloc(1000 + i * 37, createHash('sha256').update(`f${i}`).digest())
   await sh('modprobe', ['ext4'])
   await sh('mkfs.ext4', ['-q', '-F', dev.path])

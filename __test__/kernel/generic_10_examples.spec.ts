@@ -2,58 +2,34 @@
 // serving a real device: the encrypted file, the HTTP-backed read-only
 // device, and the IO-counting wrapper.
 import test from 'ava'
-import { spawn, type ChildProcess } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { readFile, truncate, writeFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { exec, requireUblkKernel, sh } from './helpers'
+import { dirname, join } from 'node:path'
+import { exec, requireUblkKernel, sh, spawnServer, tempImage, type Server } from './helpers'
 
 const root = join(__dirname, '..', '..')
 
-interface Running {
-  proc: ChildProcess
-  path: string
-  output: () => string
-}
-
-async function runExample(t: { teardown(fn: () => unknown): void }, name: string, args: string[]): Promise<Running> {
+/** Runs an example the way its header says to, and waits for its device. */
+function runExample(t: { teardown(fn: () => unknown): void }, name: string, args: string[]): Promise<Server> {
   requireUblkKernel()
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(root, 'examples', name), ...args], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] })
-  t.teardown(() => proc.kill('SIGKILL'))
-  let out = ''
-  proc.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d))
-  while (!out.includes('\n')) {
-    const [first] = (await Promise.race([once(proc.stdout!, 'data'), once(proc, 'exit')])) as [unknown]
-    if (typeof first !== 'string') throw new Error(`${name} exited (${String(first)}) before serving`)
-  }
-  return { proc, path: out.split('\n')[0], output: () => out }
-}
-
-async function stop(r: Running): Promise<void> {
-  r.proc.kill('SIGTERM')
-  if (r.proc.exitCode === null && r.proc.signalCode === null) await once(r.proc, 'exit')
+  return spawnServer(['--import', 'tsx', join(root, 'examples', name), ...args], { cwd: root, t })
 }
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex')
 
 test('encrypted-file: the device reads back what was written, the file holds no plaintext', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'ublk-example-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const image = join(dir, 'secret.img')
-  await writeFile(image, '')
-  await truncate(image, 16 << 20)
+  const image = await tempImage(t, 16 << 20, 'secret.img')
+  const dir = dirname(image)
   const key = randomBytes(64).toString('hex')
   const plain = Buffer.alloc(1 << 20, 'PLAINTEXT-MARKER ')
   await writeFile(join(dir, 'plain'), plain)
 
   let dev = await runExample(t, 'encrypted-file.ts', [image, key])
   await sh('dd', [`if=${join(dir, 'plain')}`, `of=${dev.path}`, 'bs=64k', 'seek=16', 'oflag=direct', 'status=none'])
-  await stop(dev)
+  await dev.stop()
   const file = await readFile(image)
   t.false(file.includes('PLAINTEXT-MARKER'), 'no plaintext in the backing file')
   t.false(file.subarray(1 << 20, 2 << 20).every((b) => b === 0), 'ciphertext was written')
@@ -61,7 +37,7 @@ test('encrypted-file: the device reads back what was written, the file holds no 
   dev = await runExample(t, 'encrypted-file.ts', [image, key]) // a second run, same key
   const back = await sh('sh', ['-c', `dd if=${dev.path} bs=64k skip=16 count=16 iflag=direct status=none | sha256sum`])
   t.is(back.split(' ')[0], sha256(plain))
-  await stop(dev)
+  await dev.stop()
 })
 
 test('http-readonly: a device served from an HTTP server with range requests', async (t) => {
@@ -89,14 +65,14 @@ test('http-readonly: a device served from an HTTP server with range requests', a
   t.true(ranges > 0, 'reads became range requests')
   const write = await exec('dd', ['if=/dev/zero', `of=${dev.path}`, 'bs=4k', 'count=1', 'oflag=direct'])
   t.not(write.code, 0, 'the device is read-only')
-  await stop(dev)
+  await dev.stop()
 })
 
 test('logging: counts IO by op and size and prints a summary on close', async (t) => {
   const dev = await runExample(t, 'logging.ts', ['16M', '1'])
   await sh('dd', ['if=/dev/urandom', `of=${dev.path}`, 'bs=64k', 'count=16', 'oflag=direct', 'status=none'])
   await sh('dd', [`if=${dev.path}`, 'of=/dev/null', 'bs=4k', 'count=8', 'skip=100', 'iflag=direct', 'status=none'])
-  await stop(dev)
+  await dev.stop()
   const out = dev.output()
   t.regex(out, /-- IO in total/)
   // Only the final summary counts: the periodic ones may show partial totals.

@@ -2,8 +2,9 @@
 // exists and we are root (directly, or inside the test guest).
 import type { ExecutionContext } from 'ava'
 import { createDevice, type Device, type DeviceOptions } from '../../js'
-import { execFileSync, spawn, spawnSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import { existsSync, readdirSync } from 'node:fs'
+import { fioJob, type FioJob } from '../support/fio'
 
 /** Fails loudly when the kernel the test needs is not there. */
 export function requireUblkKernel(): void {
@@ -27,42 +28,9 @@ export function run(cmd: string, args: string[], timeoutMs = 120_000): string {
   return res.stdout
 }
 
-export interface Exec {
-  code: number | null
-  signal: NodeJS.Signals | null
-  stdout: string
-  stderr: string
-}
-
-/**
- * Runs a command without blocking the event loop: the device under test is
- * served by this very process, so a synchronous spawn would deadlock.
- */
-export function exec(cmd: string, args: string[], timeoutMs = 300_000): Promise<Exec> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs, killSignal: 'SIGKILL' })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d) => (stdout += d))
-    child.stderr.on('data', (d) => (stderr += d))
-    child.on('error', reject)
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }))
-  })
-}
-
-/** Like `exec`, but rejects when the command fails. */
-export async function sh(cmd: string, args: string[], timeoutMs?: number): Promise<string> {
-  const r = await exec(cmd, args, timeoutMs)
-  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.code ?? r.signal}: ${r.stderr.trim()}`)
-  return r.stdout
-}
-
-/** Runs fio (async) with JSON output and returns its first job's figures. */
-export async function fioAsync(args: string[], timeoutMs = 600_000): Promise<FioJob & { exit: number | null; stderr: string }> {
-  const r = await exec('fio', ['--output-format=json', ...args], timeoutMs)
-  if (!r.stdout.includes('{')) throw new Error(`fio printed no JSON (exit ${r.code}): ${r.stderr}`)
-  return { ...parseFioJob(r.stdout), exit: r.code, stderr: r.stderr }
-}
+export { exec, sh, spawnServer, type Exec, type Server } from '../support/process'
+export { runFioJob as fioAsync, type FioJob } from '../support/fio'
+export { tempDir, tempImage, tempMountPoint } from '../support/images'
 
 /** ublk block devices currently in /sys/block. */
 export function ublkBlockDevices(): string[] {
@@ -75,31 +43,9 @@ export function kernelTrouble(): string[] {
   return log.split('\n').filter((l) => /Oops|BUG:|WARNING:|Call Trace|hung_task|blocked for more than/.test(l))
 }
 
-export interface FioJob {
-  read_iops: number
-  read_io_kbytes: number
-  write_iops: number
-  write_io_kbytes: number
-  error: number
-}
-
-/** Runs fio with JSON output and returns the first job's figures. */
+/** Runs fio synchronously (for devices this process does not serve) and returns its first job. */
 export function fio(args: string[], timeoutMs = 300_000): FioJob {
-  return parseFioJob(run('fio', ['--output-format=json', ...args], timeoutMs))
-}
-
-/** The first job's figures from fio's JSON output. */
-function parseFioJob(out: string): FioJob {
-  const start = out.indexOf('{')
-  if (start < 0) throw new Error(`fio printed no JSON: ${out.slice(0, 500)}`)
-  const job = JSON.parse(out.slice(start)).jobs[0]
-  return {
-    read_iops: job.read.iops,
-    read_io_kbytes: job.read.io_kbytes,
-    write_iops: job.write.iops,
-    write_io_kbytes: job.write.io_kbytes,
-    error: job.error,
-  }
+  return fioJob(run('fio', ['--output-format=json', ...args], timeoutMs))
 }
 
 /** Creates a device and makes sure the test deletes it, pass or fail. */

@@ -2,23 +2,19 @@
 // resolves within seconds, the kernel logs no oops, and the server process
 // exits by itself afterwards.
 import test from 'ava'
-import { spawn } from 'node:child_process'
 import { join } from 'node:path'
-import { once } from 'node:events'
-import { exec, kernelTrouble, requireUblkKernel, ublkBlockDevices } from './helpers'
+import { exec, kernelTrouble, requireUblkKernel, spawnServer, ublkBlockDevices } from './helpers'
+
+const SERVE = join(__dirname, 'fixtures', 'serve.js')
 
 test('close() while fio runs: fio fails, close resolves, node exits on its own', async (t) => {
   requireUblkKernel()
-  const server = spawn(process.execPath, [join(__dirname, 'fixtures', 'serve.js')], {
+  const server = await spawnServer([SERVE], {
     env: { ...process.env, UBLK_TEST_CLOSE_ON_STDIN: '1', UBLK_TEST_QUEUES: '2' },
-    stdio: ['pipe', 'pipe', 'inherit'],
+    stdin: true,
+    t,
   })
-  t.teardown(() => server.kill('SIGKILL'))
-  const lines: string[] = []
-  server.stdout.setEncoding('utf8').on('data', (d: string) => lines.push(...d.split('\n').filter(Boolean)))
-  while (lines.length === 0) await once(server.stdout, 'data')
-  const path = lines[0]
-  t.regex(path, /^\/dev\/ublkb\d+$/)
+  const path = server.path
 
   const fio = exec('fio', [
     '--name=busy',
@@ -32,13 +28,15 @@ test('close() while fio runs: fio fails, close resolves, node exits on its own',
     '--runtime=60',
   ])
   await new Promise((r) => setTimeout(r, 3000))
-  server.stdin.write('close\n')
-  const exited = once(server, 'exit')
+  server.proc.stdin!.write('close\n')
   const fioResult = await fio
   t.not(fioResult.code, 0, 'fio saw the device go away')
-  const [code] = await Promise.race([exited, new Promise<never>((_, rej) => setTimeout(() => rej(new Error('server did not exit')), 30_000))])
+  const { code } = await Promise.race([
+    server.exited(),
+    new Promise<never>((_, rej) => setTimeout(() => rej(new Error('server did not exit')), 30_000)),
+  ])
   t.is(code, 0)
-  const closed = lines.find((l) => l.startsWith('closed '))
+  const closed = server.output().split('\n').find((l) => l.startsWith('closed '))
   t.truthy(closed, 'close() resolved')
   t.true(Number(closed?.split(' ')[1]) < 15_000, `close took ${closed}`)
   t.deepEqual(ublkBlockDevices(), [])
@@ -47,30 +45,20 @@ test('close() while fio runs: fio fails, close resolves, node exits on its own',
 
 test('a server that never closes keeps serving until SIGTERM, which removes the device', async (t) => {
   requireUblkKernel()
-  const server = spawn(process.execPath, [join(__dirname, 'fixtures', 'serve.js')], { stdio: ['ignore', 'pipe', 'inherit'] })
-  t.teardown(() => server.kill('SIGKILL'))
-  const [first] = (await once(server.stdout, 'data')) as [Buffer]
-  const path = first.toString().trim()
+  const server = await spawnServer([SERVE], { t })
   await new Promise((r) => setTimeout(r, 2000))
-  t.is(server.exitCode, null, 'still serving without being told to close')
-  const read = await exec('dd', [`if=${path}`, 'of=/dev/null', 'bs=64k', 'count=16', 'iflag=direct'])
+  t.is(server.proc.exitCode, null, 'still serving without being told to close')
+  const read = await exec('dd', [`if=${server.path}`, 'of=/dev/null', 'bs=64k', 'count=16', 'iflag=direct'])
   t.is(read.code, 0, read.stderr)
-  server.kill('SIGTERM')
-  const [code, signal] = await once(server, 'exit')
+  const { code, signal } = await server.stop()
   t.true(signal === 'SIGTERM' || code !== 0, `died of the signal (code ${code}, signal ${signal})`)
   t.deepEqual(ublkBlockDevices(), [])
 })
 
 test('process.exit() without close() still deletes the device', async (t) => {
   requireUblkKernel()
-  const server = spawn(process.execPath, [join(__dirname, 'fixtures', 'serve.js')], {
-    env: { ...process.env, UBLK_TEST_EXIT_AFTER_START: '1' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
-  t.teardown(() => server.kill('SIGKILL'))
-  const [first] = (await once(server.stdout, 'data')) as [Buffer]
-  t.regex(first.toString(), /^\/dev\/ublkb\d+/)
-  const [code] = await once(server, 'exit')
+  const server = await spawnServer([SERVE], { env: { ...process.env, UBLK_TEST_EXIT_AFTER_START: '1' }, t })
+  const { code } = await server.exited()
   t.is(code, 0)
   t.deepEqual(ublkBlockDevices(), [])
 })
