@@ -11,6 +11,10 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 
 /** One ublk device, from `start()` to the end of `close()`. */
 export declare class NativeDevice {
+  /**
+   * Checks the options' types and ranges (throws on what does not fit);
+   * the kernel is not touched before `start`.
+   */
   constructor(options: NativeDeviceOptions)
   /**
    * Adds and starts the device on its own controller thread. Request
@@ -29,11 +33,23 @@ export declare class NativeDevice {
   /** Bytes per tag slot in queue `queue`'s buffer region. */
   slotBytes(queue: number): number
   /**
-   * Completes requests of `queue`: `pairs` holds (tag, result) pairs,
-   * result being the bytes done or a negative errno. Returns false once
-   * the queue has stopped (the completions are then dropped).
+   * Completes requests of `queue`: `pairs` holds (io id, result) pairs,
+   * result being the bytes done or a negative errno. Each pair is checked
+   * first: only a request the handlers hold, completed once, reaches the
+   * kernel. Returns how many pairs were dropped by the checks, or -1 once
+   * the queue has stopped (all are dropped then). Throws for a queue the
+   * device does not have.
    */
-  complete(queue: number, pairs: Int32Array): boolean
+  complete(queue: number, pairs: Int32Array): number
+  /**
+   * Retires the slot of request `id` (held by a handler that timed out and
+   * may still write it): the tag's next request goes to a fresh slot,
+   * returned as an ArrayBuffer. Throws unless `id` is a request the
+   * handlers hold now.
+   */
+  replaceSlot(queue: number, id: number): ArrayBuffer
+  /** Completions of `queue` dropped by the checks of `complete` so far. */
+  rejectedCompletions(queue: number): number
   /**
    * Stops and deletes the device: STOP_DEV (in-flight requests still get
    * served), join the queue threads, DEL_DEV. Resolves when it is gone.
@@ -53,8 +69,12 @@ export declare class SyntheticQueue {
   /** The queue's buffer region as one external ArrayBuffer (queue 0 only). */
   queueBuffer(queue: number): ArrayBuffer
   slotBytes(queue: number): number
-  /** Takes `(tag, result)` pairs, exactly like `NativeDevice.complete`. */
-  complete(queue: number, pairs: Int32Array): boolean
+  /** Takes `(io id, result)` pairs, checked exactly like `NativeDevice.complete`. */
+  complete(queue: number, pairs: Int32Array): number
+  /** Like `NativeDevice.replaceSlot`: the tag's later requests use a fresh slot. */
+  replaceSlot(queue: number, id: number): ArrayBuffer
+  /** Completions dropped by the checks so far. */
+  rejectedCompletions(queue: number): number
   /**
    * Sends `requests` 4 KiB READs to `onRequests` in batches of `batch`
    * from a Rust thread, each batch once the previous one completed.
@@ -82,6 +102,9 @@ export interface CloseOutcome {
   error?: OutcomeError
 }
 
+/** Words per completion: io id, result. */
+export declare const COMPLETION_WORDS: number
+
 /**
  * Deletes device `id` (DEL_DEV_ASYNC where the kernel has it), on the
  * thread pool. Resolves with `{ error? }`.
@@ -90,6 +113,9 @@ export declare function deleteDevice(id: number): Promise<TaskOutcome>
 
 /** Names of the `UBLK_F_*` bits set in `mask` (unknown bits as `bit N`). */
 export declare function featureNames(mask: number): Array<string>
+
+/** The tag bits of an io id. */
+export declare const IO_ID_TAG_MASK: number
 
 /**
  * The running kernel's ublk feature mask, read with GET_FEATURES on
@@ -100,6 +126,12 @@ export declare function kernelFeatures(): number
 
 /** Every ublk device on the machine, from GET_DEV_INFO and GET_PARAMS. */
 export declare function listDevices(): Array<NativeDeviceSummary>
+
+/** The largest request buffer (bytes) a device can ask for. */
+export declare const MAX_IO_BUF_BYTES: number
+
+/** The most hardware queues (one thread each) this package serves a device with. */
+export declare const MAX_QUEUES: number
 
 /** What the kernel reports for a live device. */
 export interface NativeDeviceInfo {
@@ -167,6 +199,24 @@ export interface OutcomeError {
   message: string
 }
 
+/** Word of a request: the io id (`tag | generation << 16`), to complete it with. */
+export declare const REQUEST_IO_ID: number
+
+/** Word of a request: its length in 512-byte sectors. */
+export declare const REQUEST_NR_SECTORS: number
+
+/** Word of a request: `op_flags` (op in the low 8 bits, `UBLK_IO_F_*` above). */
+export declare const REQUEST_OP_FLAGS: number
+
+/** Word of a request: the start sector's high 32 bits. */
+export declare const REQUEST_START_SECTOR_HI: number
+
+/** Word of a request: the start sector's low 32 bits (512-byte sectors). */
+export declare const REQUEST_START_SECTOR_LO: number
+
+/** Words per request in a batch. */
+export declare const REQUEST_WORDS: number
+
 /** How `start()` ended: `value` when live, `error` otherwise. */
 export interface StartOutcome {
   error?: OutcomeError
@@ -190,3 +240,30 @@ export interface TaskOutcome {
   /** Why it failed; absent when it worked. */
   error?: OutcomeError
 }
+
+export declare const UBLK_IO_F_FAILFAST_DEV: number
+
+export declare const UBLK_IO_F_FAILFAST_DRIVER: number
+
+export declare const UBLK_IO_F_FAILFAST_TRANSPORT: number
+
+export declare const UBLK_IO_F_FUA: number
+
+export declare const UBLK_IO_F_META: number
+
+export declare const UBLK_IO_F_NOUNMAP: number
+
+export declare const UBLK_IO_OP_DISCARD: number
+
+export declare const UBLK_IO_OP_FLUSH: number
+
+export declare const UBLK_IO_OP_READ: number
+
+export declare const UBLK_IO_OP_WRITE: number
+
+export declare const UBLK_IO_OP_WRITE_SAME: number
+
+export declare const UBLK_IO_OP_WRITE_ZEROES: number
+
+/** The kernel's largest queue depth (`UBLK_MAX_QUEUE_DEPTH`). */
+export declare const UBLK_MAX_QUEUE_DEPTH: number

@@ -35,7 +35,7 @@ export const HANDLERS: Record<string, () => Handler> = {
 /** Runs `requests` READs in batches of `batch` through a fresh dispatcher. */
 export async function measureDispatch(handler: Handler, batch: number, requests: number): Promise<Omit<DispatchFigure, 'handler'>> {
   const queue = new native.SyntheticQueue(Math.max(batch, 128), 4096)
-  const dispatcher = new QueueDispatcher(queue, 0, handler, () => {})
+  const dispatcher = new QueueDispatcher(queue, 0, handler, { onRequestError: () => {}, requestTimeout: 0 })
   const onRequests = (_q: number, b: Uint32Array) => dispatcher.onBatch(b)
   const outcome = await queue.run(onRequests, batch, requests)
   if (outcome.error) throw new Error(`synthetic run failed: ${outcome.error.code}: ${outcome.error.message}`)

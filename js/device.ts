@@ -1,12 +1,12 @@
 import { EventEmitter } from 'node:events'
 import native from './native'
 import type { NativeDevice, NativeDeviceInfo, OutcomeError } from '../index.js'
-import { QueueDispatcher } from './dispatcher'
+import { failBatch, QueueDispatcher } from './dispatcher'
 import { UblkError } from './errors'
 import type { RequestContext } from './handler'
 import { resolveOptions, type DeviceOptions } from './options'
 import { trackForSignals, untrackForSignals } from './signals'
-import type { QueueStats } from './stats'
+import { emptyStats, type QueueStats } from './stats'
 
 /**
  * What the kernel reports about a live device (id, queues, queueDepth,
@@ -33,6 +33,8 @@ function onExit(): void {
 }
 
 const closeOnExit = Symbol('closeOnExit')
+/** @internal Reaches the addon's handle (tests of the native boundary). */
+export const nativeHandle = Symbol('nativeHandle')
 
 function toError(error: OutcomeError): UblkError {
   try {
@@ -86,18 +88,28 @@ export class Device extends EventEmitter implements AsyncDisposable {
   [closeOnExit](): void {
     if (this.gone) return
     this.gone = true
+    for (const d of this.dispatchers.values()) d.dispose()
     live.delete(this)
     this.nativeDevice.closeSync()
   }
 
-  /** Per-queue counters: requests by op, bytes, errors, requests in flight. */
+  /**
+   * Per-queue counters: requests by op, bytes, errors, timeouts, requests in
+   * flight, and completions the addon refused to pass to the kernel.
+   */
   stats(): QueueStats[] {
     const out: QueueStats[] = []
     for (let q = 0; q < this.info.queues; q++) {
-      const s = this.dispatchers.get(q)?.stats
-      out.push(s ? { ...s } : { ...emptyFor(q) })
+      const s = { ...(this.dispatchers.get(q)?.stats ?? emptyStats(q)) }
+      s.rejectedCompletions = this.nativeDevice.rejectedCompletions(q)
+      out.push(s)
     }
     return out
+  }
+
+  /** @internal The addon's handle, for tests of the native boundary. */
+  get [nativeHandle](): NativeDevice {
+    return this.nativeDevice
   }
 
   /** True once `close()` was called. */
@@ -113,6 +125,7 @@ export class Device extends EventEmitter implements AsyncDisposable {
   close(): Promise<void> {
     this.closing ??= this.nativeDevice.close().then((outcome) => {
       this.gone = true
+      for (const d of this.dispatchers.values()) d.dispose()
       live.delete(this)
       if (this.handleSignals) untrackForSignals(this)
       clearInterval(this.keepAlive)
@@ -127,9 +140,6 @@ export class Device extends EventEmitter implements AsyncDisposable {
   }
 }
 
-function emptyFor(queue: number): QueueStats {
-  return { queue, reads: 0, writes: 0, flushes: 0, discards: 0, writeZeroes: 0, other: 0, bytesRead: 0, bytesWritten: 0, errors: 0, inFlight: 0 }
-}
 
 let warnedJsBuffers = false
 
@@ -157,19 +167,30 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     if (device && device.listenerCount('requestError') > 0) device.emit('requestError', err, ctx)
   }
   const handler = resolved.handler
+  const dispatcherOptions = {
+    onRequestError,
+    requestTimeout: resolved.requestTimeout,
+    onRejected: (count: number) =>
+      process.emitWarning(`ublk: the addon refused ${count} completion(s) of this process's handlers (see dev.stats())`, {
+        code: 'UBLK_REJECTED_COMPLETION',
+      }),
+  }
   const onRequests = (queue: number, batch: Uint32Array) => {
     if (!handler) return
+    let d = dispatchers.get(queue)
     try {
-      let d = dispatchers.get(queue)
       if (!d) {
-        d = new QueueDispatcher(nativeDevice, queue, handler, onRequestError)
+        d = new QueueDispatcher(nativeDevice, queue, handler, dispatcherOptions)
         dispatchers.set(queue, d)
       }
-      d.onBatch(batch)
     } catch (err) {
-      // Only a broken buffer hand-off gets here; make it loud, never fatal.
+      // Only a broken buffer hand-off gets here: answer the batch with EIO
+      // and make it loud, never fatal.
       process.emitWarning(`ublk: cannot serve queue ${queue}: ${String(err)}`)
+      failBatch(nativeDevice, queue, batch)
+      return
     }
+    d.onBatch(batch)
   }
   const outcome = await nativeDevice.start(handler ? onRequests : undefined)
   if (outcome.error || !outcome.value) throw toError(outcome.error ?? { code: 'EIO', message: 'the device did not start' })

@@ -1,25 +1,35 @@
 // The kernel's request opcodes and flags (UBLK_IO_OP_*, UBLK_IO_F_* in
-// include/uapi/linux/ublk_cmd.h), under readable names.
+// include/uapi/linux/ublk_cmd.h), as the addon exports them from the UAPI
+// bindings, under readable names for handlers.
+import native from './native'
 
-export const UBLK_IO_OP_READ = 0
-export const UBLK_IO_OP_WRITE = 1
-export const UBLK_IO_OP_FLUSH = 2
-export const UBLK_IO_OP_DISCARD = 3
-export const UBLK_IO_OP_WRITE_SAME = 4
-export const UBLK_IO_OP_WRITE_ZEROES = 5
-
-export const UBLK_IO_F_FAILFAST_DEV = 1 << 8
-export const UBLK_IO_F_FAILFAST_TRANSPORT = 1 << 9
-export const UBLK_IO_F_FAILFAST_DRIVER = 1 << 10
-export const UBLK_IO_F_META = 1 << 11
-export const UBLK_IO_F_FUA = 1 << 13
-export const UBLK_IO_F_NOUNMAP = 1 << 15
+export const {
+  UBLK_IO_OP_READ,
+  UBLK_IO_OP_WRITE,
+  UBLK_IO_OP_FLUSH,
+  UBLK_IO_OP_DISCARD,
+  UBLK_IO_OP_WRITE_SAME,
+  UBLK_IO_OP_WRITE_ZEROES,
+  UBLK_IO_F_FAILFAST_DEV,
+  UBLK_IO_F_FAILFAST_TRANSPORT,
+  UBLK_IO_F_FAILFAST_DRIVER,
+  UBLK_IO_F_META,
+  UBLK_IO_F_FUA,
+  UBLK_IO_F_NOUNMAP,
+} = native
 
 /** A request's operation, as handlers see it. */
 export type Op = 'read' | 'write' | 'flush' | 'discard' | 'writeSame' | 'writeZeroes' | 'unknown'
 
-const opNames: Op[] = ['read', 'write', 'flush', 'discard', 'writeSame', 'writeZeroes']
+const opNames = new Map<number, Op>([
+  [UBLK_IO_OP_READ, 'read'],
+  [UBLK_IO_OP_WRITE, 'write'],
+  [UBLK_IO_OP_FLUSH, 'flush'],
+  [UBLK_IO_OP_DISCARD, 'discard'],
+  [UBLK_IO_OP_WRITE_SAME, 'writeSame'],
+  [UBLK_IO_OP_WRITE_ZEROES, 'writeZeroes'],
+])
 
 export function opName(op: number): Op {
-  return opNames[op] ?? 'unknown'
+  return opNames.get(op) ?? 'unknown'
 }

@@ -1,7 +1,10 @@
 // Option validation: everything is checked here, before any kernel call, and
 // each error names the option (`options.queueDepth`) like Node's validators.
+// The device's geometry options are one schema (`DEVICE_SCHEMA`), their
+// limits the addon's own constants; the native options are derived from it.
 import type { NativeDeviceOptions } from '../index.js'
 import type { Handler } from './handler'
+import native from './native'
 
 /** Options of `createDevice`. Sizes are in bytes. */
 export interface DeviceOptions {
@@ -31,6 +34,12 @@ export interface DeviceOptions {
   fua?: boolean
   /** Device id (`/dev/ublkb<id>`); default: the kernel picks. */
   id?: number
+  /**
+   * Milliseconds a handler has to settle a request before it fails with
+   * ETIMEDOUT (and a `'requestError'`); its late result is then ignored.
+   * 0: no limit. Default 30000.
+   */
+  requestTimeout?: number
   /** Close the device on SIGINT/SIGTERM, then exit. Default true. */
   handleSignals?: boolean
   /**
@@ -59,39 +68,6 @@ function describe(value: unknown): string {
   return `${typeof value} ${String(value)}`
 }
 
-function integer(options: Record<string, unknown>, name: string, min: number, max: number, fallback: number): number {
-  const value = options[name]
-  if (value === undefined) return fallback
-  if (typeof value !== 'number') throw OptionError.type(name, 'of type number', value)
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw OptionError.range(name, `an integer >= ${min} and <= ${max}`, value)
-  }
-  return value
-}
-
-function powerOfTwo(options: Record<string, unknown>, name: string, min: number, max: number, fallback: number): number {
-  const value = integer(options, name, min, max, fallback)
-  if ((value & (value - 1)) !== 0) throw OptionError.range(name, `a power of two from ${min} to ${max}`, value)
-  return value
-}
-
-function boolean(options: Record<string, unknown>, name: string, fallback: boolean): boolean {
-  const value = options[name]
-  if (value === undefined) return fallback
-  if (typeof value !== 'boolean') throw OptionError.type(name, 'of type boolean', value)
-  return value
-}
-
-const MAX_SAFE_SIZE = Number.MAX_SAFE_INTEGER - (Number.MAX_SAFE_INTEGER % 4096)
-
-/** The validated options, with defaults filled in. */
-export interface ResolvedOptions {
-  native: NativeDeviceOptions & Required<Omit<NativeDeviceOptions, 'id' | 'buffers'>>
-  /** Absent when `rustNullHandler` serves the requests. */
-  handler: Handler | undefined
-  handleSignals: boolean
-}
-
 /**
  * Where the IO buffers live, from the environment: `UBLK_BUFFERS=js` forces
  * the fallback for runtimes that refuse external ArrayBuffers (to test it),
@@ -118,6 +94,104 @@ function validHandler(handler: unknown): Handler {
   return handler as Handler
 }
 
+/** What a schema entry's bounds and defaults may depend on. */
+interface SchemaContext {
+  /** The options resolved so far (entries are resolved in order). */
+  resolved: Record<string, number | boolean>
+  /** Whether the handler serves an op (always true for `rustNullHandler`). */
+  hasOp(op: keyof Handler): boolean
+}
+
+type Dependent<T> = T | ((c: SchemaContext) => T)
+
+interface IntegerSpec {
+  kind: 'integer'
+  min: Dependent<number>
+  max: number
+  default?: Dependent<number>
+  /** The value must be a multiple of this (after min/max). */
+  multipleOf?: Dependent<number>
+  powerOfTwo?: boolean
+}
+
+interface BooleanSpec {
+  kind: 'boolean'
+  default: Dependent<boolean>
+}
+
+const MAX_SAFE_SIZE = Number.MAX_SAFE_INTEGER - (Number.MAX_SAFE_INTEGER % 4096)
+
+/**
+ * The device options that become `NativeDeviceOptions`, in the order they are
+ * resolved (later bounds may depend on earlier values). Their documentation
+ * is on `DeviceOptions`; the Rust side checks the same limits again.
+ */
+const DEVICE_SCHEMA = {
+  logicalBlockSize: { kind: 'integer', min: 512, max: 4096, default: 512, powerOfTwo: true },
+  physicalBlockSize: {
+    kind: 'integer',
+    min: (c) => c.resolved.logicalBlockSize as number,
+    max: 65536,
+    default: (c) => Math.max(4096, c.resolved.logicalBlockSize as number),
+    powerOfTwo: true,
+  },
+  size: {
+    kind: 'integer',
+    min: (c) => c.resolved.logicalBlockSize as number,
+    max: MAX_SAFE_SIZE,
+    multipleOf: (c) => c.resolved.logicalBlockSize as number,
+  },
+  queues: { kind: 'integer', min: 1, max: native.MAX_QUEUES, default: 1 },
+  queueDepth: { kind: 'integer', min: 1, max: native.UBLK_MAX_QUEUE_DEPTH, default: 128 },
+  maxIoSize: { kind: 'integer', min: 4096, max: native.MAX_IO_BUF_BYTES, default: 512 << 10, multipleOf: 4096 },
+  readOnly: { kind: 'boolean', default: false },
+  rotational: { kind: 'boolean', default: false },
+  discard: { kind: 'boolean', default: (c) => c.hasOp('discard') || c.hasOp('writeZeroes') },
+  writeCache: { kind: 'boolean', default: (c) => c.hasOp('flush') },
+  fua: { kind: 'boolean', default: false },
+  id: { kind: 'integer', min: 0, max: 1 << 20, default: -1 },
+} satisfies Record<string, IntegerSpec | BooleanSpec>
+
+type SchemaKey = keyof typeof DEVICE_SCHEMA
+
+function valueOf<T>(d: Dependent<T>, c: SchemaContext): T {
+  return typeof d === 'function' ? (d as (c: SchemaContext) => T)(c) : d
+}
+
+function resolveEntry(name: string, spec: IntegerSpec | BooleanSpec, value: unknown, c: SchemaContext): number | boolean {
+  if (spec.kind === 'boolean') {
+    if (value === undefined) return valueOf(spec.default, c)
+    if (typeof value !== 'boolean') throw OptionError.type(name, 'of type boolean', value)
+    return value
+  }
+  if (value === undefined) {
+    if (spec.default === undefined) throw OptionError.type(name, 'of type number', value)
+    return valueOf(spec.default, c)
+  }
+  if (typeof value !== 'number') throw OptionError.type(name, 'of type number', value)
+  const min = valueOf(spec.min, c)
+  if (!Number.isInteger(value) || value < min || value > spec.max) {
+    throw OptionError.range(name, `an integer >= ${min} and <= ${spec.max}`, value)
+  }
+  if (spec.powerOfTwo && (value & (value - 1)) !== 0) throw OptionError.range(name, `a power of two from ${min} to ${spec.max}`, value)
+  const multiple = spec.multipleOf === undefined ? 1 : valueOf(spec.multipleOf, c)
+  if (value % multiple !== 0) throw OptionError.range(name, `a multiple of ${multiple}`, value)
+  return value
+}
+
+/** The validated options, with defaults filled in. */
+export interface ResolvedOptions {
+  native: NativeDeviceOptions & Required<Omit<NativeDeviceOptions, 'id' | 'buffers'>>
+  /** Absent when `rustNullHandler` serves the requests. */
+  handler: Handler | undefined
+  handleSignals: boolean
+  /** Milliseconds; 0 means no limit. */
+  requestTimeout: number
+}
+
+/** The largest `requestTimeout` a timer can serve (about 24.8 days). */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1
+
 export function resolveOptions(options: unknown): ResolvedOptions {
   if (typeof options !== 'object' || options === null) {
     throw Object.assign(new TypeError(`The "options" argument must be of type object. Received ${describe(options)}`), {
@@ -125,50 +199,28 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     })
   }
   const o = options as Record<string, unknown>
-  const rustNullHandler = boolean(o, 'rustNullHandler', false)
+  const rustNullHandler = resolveEntry('rustNullHandler', { kind: 'boolean', default: false }, o.rustNullHandler, {} as SchemaContext)
   const handler = rustNullHandler ? undefined : validHandler(o.handler)
   if (rustNullHandler && o.handler !== undefined) {
     throw OptionError.type('handler', 'undefined when rustNullHandler is true', o.handler)
   }
-  const hasOp = (op: keyof Handler) => (rustNullHandler ? true : handler?.[op] !== undefined)
-
-  const logicalBlockSize = powerOfTwo(o, 'logicalBlockSize', 512, 4096, 512)
-  const physicalBlockSize = powerOfTwo(o, 'physicalBlockSize', logicalBlockSize, 65536, Math.max(4096, logicalBlockSize))
-  if (o.size === undefined) throw OptionError.type('size', 'of type number', o.size)
-  const size = integer(o, 'size', logicalBlockSize, MAX_SAFE_SIZE, 0)
-  if (size % logicalBlockSize !== 0) throw OptionError.range('size', `a multiple of logicalBlockSize (${logicalBlockSize})`, size)
-  const queues = integer(o, 'queues', 1, 64, 1)
-  const queueDepth = integer(o, 'queueDepth', 1, 4096, 128)
-  const maxIoSize = integer(o, 'maxIoSize', 4096, 32 << 20, 512 << 10)
-  if (maxIoSize % 4096 !== 0) throw OptionError.range('maxIoSize', 'a multiple of 4096', maxIoSize)
-  const readOnly = boolean(o, 'readOnly', false)
-  const rotational = boolean(o, 'rotational', false)
-  const discard = boolean(o, 'discard', hasOp('discard') || hasOp('writeZeroes'))
-  const writeCache = boolean(o, 'writeCache', hasOp('flush'))
-  const fua = boolean(o, 'fua', false)
-  if (fua && !writeCache) throw OptionError.range('fua', 'false when writeCache is false', fua)
-  const id = o.id === undefined ? -1 : integer(o, 'id', 0, 1 << 20, -1)
-  const handleSignals = boolean(o, 'handleSignals', true)
+  const resolved: Record<string, number | boolean> = {}
+  const c: SchemaContext = { resolved, hasOp: (op) => (rustNullHandler ? true : handler?.[op] !== undefined) }
+  for (const [name, spec] of Object.entries(DEVICE_SCHEMA) as Array<[SchemaKey, IntegerSpec | BooleanSpec]>) {
+    resolved[name] = resolveEntry(name, spec, o[name], c)
+  }
+  if (resolved.fua && !resolved.writeCache) throw OptionError.range('fua', 'false when writeCache is false', resolved.fua)
+  const handleSignals = resolveEntry('handleSignals', { kind: 'boolean', default: true }, o.handleSignals, c) as boolean
+  const requestTimeout = resolveEntry('requestTimeout', { kind: 'integer', min: 0, max: MAX_TIMEOUT_MS, default: 30_000 }, o.requestTimeout, c) as number
   const buffers = buffersFromEnv()
-
   return {
     native: {
-      id,
-      size,
-      logicalBlockSize,
-      physicalBlockSize,
-      queues,
-      queueDepth,
-      maxIoSize,
-      readOnly,
-      rotational,
-      discard,
-      writeCache,
-      fua,
+      ...(resolved as { [K in SchemaKey]: (typeof DEVICE_SCHEMA)[K] extends BooleanSpec ? boolean : number }),
       ...(buffers && { buffers }),
-      rustNullHandler,
+      rustNullHandler: rustNullHandler as boolean,
     },
     handler,
     handleSignals,
+    requestTimeout,
   }
 }

@@ -10,10 +10,17 @@ export interface QueueStats {
   other: number
   bytesRead: number
   bytesWritten: number
-  /** Requests completed with an error. */
+  /** Requests completed with an error (timeouts included). */
   errors: number
+  /** Requests failed with ETIMEDOUT because the handler did not settle within `requestTimeout`. */
+  timedOut: number
   /** Requests handed to the handler and not completed yet. */
   inFlight: number
+  /**
+   * Completions the addon refused to pass to the kernel: out-of-range tags,
+   * repeats, or completions of a request that was already answered.
+   */
+  rejectedCompletions: number
 }
 
 export function emptyStats(queue: number): QueueStats {
@@ -28,6 +35,8 @@ export function emptyStats(queue: number): QueueStats {
     bytesRead: 0,
     bytesWritten: 0,
     errors: 0,
+    timedOut: 0,
     inFlight: 0,
+    rejectedCompletions: 0,
   }
 }

@@ -4,6 +4,8 @@
 import test from 'ava'
 import { measureDispatch } from '../../bench/dispatch'
 import { NullBackend, UblkError, type RequestContext } from '../../js'
+import { QueueDispatcher } from '../../js/dispatcher'
+import native from '../../js/native'
 
 test('every request reaches the handler once, with its offset and a 4 KiB view', async (t) => {
   const seen: Array<[number, number, RequestContext]> = []
@@ -51,4 +53,69 @@ test('reports a positive rate for each batch size', async (t) => {
     const r = await measureDispatch(new NullBackend(), batch, 1000)
     t.true(r.requestsPerSecond > 0 && Number.isFinite(r.nsPerRequest), `batch ${batch}`)
   }
+})
+
+test('a handler that never settles fails its request with ETIMEDOUT; its late result is ignored', async (t) => {
+  const queue = new native.SyntheticQueue(8, 4096)
+  const errors: unknown[] = []
+  let settleLate: (() => void) | undefined
+  const buffers: Buffer[] = []
+  const handler = {
+    read(buf: Buffer, offset: number, ctx: RequestContext) {
+      if (ctx.tag === 0) buffers.push(buf)
+      if (offset !== 0 || settleLate) return
+      return new Promise<void>((resolve) => (settleLate = resolve))
+    },
+  }
+  const dispatcher = new QueueDispatcher(queue, 0, handler, { onRequestError: (err) => errors.push(err), requestTimeout: 80 })
+  t.teardown(() => dispatcher.dispose())
+  const started = Date.now()
+  const outcome = await queue.run((_q, batch) => dispatcher.onBatch(batch), 2, 2)
+  const waited = Date.now() - started
+  t.is(outcome.error?.code, 'ETIMEDOUT', 'the synthetic source saw the timed-out result')
+  t.true(waited >= 80, `failed after ${waited} ms, not before the timeout`)
+  t.is(errors.length, 1)
+  t.true(errors[0] instanceof UblkError && errors[0].code === 'ETIMEDOUT')
+  t.is(dispatcher.stats.timedOut, 1)
+  t.is(dispatcher.stats.inFlight, 0)
+  settleLate?.()
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  t.is(dispatcher.stats.inFlight, 0, 'the late result changed nothing')
+  t.is(queue.rejectedCompletions(0), 0, 'and never reached the addon')
+  // The timed-out request's slot was retired: tag 0's next request has a
+  // buffer of its own, which a late write into the old one cannot touch.
+  const again = await queue.run((_q, batch) => dispatcher.onBatch(batch), 1, 1)
+  t.is(again.error, undefined)
+  t.is(buffers.length, 2)
+  t.not(buffers[1].buffer, buffers[0].buffer, 'a different ArrayBuffer')
+  buffers[0].fill(0xee)
+  t.false(buffers[1].includes(0xee), 'the late handler cannot reach the new slot')
+  t.throws(() => queue.replaceSlot(0, 0), undefined, 'only a request the handlers hold can have its slot replaced')
+})
+
+test('the addon drops out-of-range, repeated and stale completions and counts them', async (t) => {
+  const queue = new native.SyntheticQueue(8, 4096)
+  t.is(queue.complete(0, Int32Array.from([5000, 0, -1, 0, 3, 0])), 3, 'none of these tags is held')
+  t.is(queue.rejectedCompletions(0), 3)
+  // Replay every completion the dispatcher sends, twice: the run still sees
+  // each request completed once, with its own result.
+  const sent: Int32Array[] = []
+  const port = {
+    queueBuffer: (q: number) => queue.queueBuffer(q),
+    replaceSlot: (q: number, id: number) => queue.replaceSlot(q, id),
+    slotBytes: (q: number) => queue.slotBytes(q),
+    complete(q: number, pairs: Int32Array) {
+      const old = sent.splice(0)
+      sent.push(pairs.slice())
+      const rejected = queue.complete(q, pairs)
+      for (const stale of old) queue.complete(q, stale)
+      queue.complete(q, pairs)
+      return rejected
+    },
+  }
+  const dispatcher = new QueueDispatcher(port, 0, new NullBackend(), { onRequestError: () => {}, requestTimeout: 0 })
+  const outcome = await queue.run((_q, batch) => dispatcher.onBatch(batch), 4, 400)
+  t.is(outcome.error, undefined)
+  t.is(outcome.requests, 400)
+  t.true(queue.rejectedCompletions(0) >= 3 + 400, `${queue.rejectedCompletions(0)} rejected`)
 })

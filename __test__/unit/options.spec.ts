@@ -2,6 +2,7 @@ import test from 'ava'
 import { existsSync } from 'node:fs'
 import { createDevice, NullBackend, UblkError, type DeviceOptions } from '../../js'
 import { buffersFromEnv } from '../../js/options'
+import native from '../../js/native'
 
 const base = (): DeviceOptions => ({ size: 1 << 30, handler: new NullBackend() })
 
@@ -14,6 +15,10 @@ const invalid: Array<[string, Partial<DeviceOptions> | Record<string, unknown>, 
   ['logicalBlockSize too large', { logicalBlockSize: 8192 }, RangeError, /options\.logicalBlockSize/],
   ['physicalBlockSize below logical', { logicalBlockSize: 4096, physicalBlockSize: 512 }, RangeError, /options\.physicalBlockSize/],
   ['queues zero', { queues: 0 }, RangeError, /options\.queues/],
+  ['queues over the limit', { queues: 65 }, RangeError, /options\.queues.*<= 64/],
+  ['requestTimeout negative', { requestTimeout: -1 }, RangeError, /options\.requestTimeout/],
+  ['requestTimeout not a number', { requestTimeout: '5s' }, TypeError, /options\.requestTimeout/],
+  ['requestTimeout fractional', { requestTimeout: 0.5 }, RangeError, /options\.requestTimeout/],
   ['queues fractional', { queues: 1.5 }, RangeError, /options\.queues/],
   ['queueDepth too deep', { queueDepth: 4097 }, RangeError, /options\.queueDepth/],
   ['queueDepth zero', { queueDepth: 0 }, RangeError, /options\.queueDepth/],
@@ -66,4 +71,25 @@ test('rustNullHandler takes no handler, and a handler is required without it', a
     instanceOf: TypeError,
     message: /options\.rustNullHandler/,
   })
+})
+
+test('the addon itself refuses options that do not fit, before any kernel call', (t) => {
+  for (const bad of [
+    { size: 1.5 },
+    { size: Number.NaN },
+    { size: -4096 },
+    { size: 1 << 20, queues: 70_000 },
+    { size: 1 << 20, queueDepth: 5000 },
+    { size: 1 << 20, queues: 0 },
+    { size: 1 << 20, maxIoSize: 4095 },
+    { size: 1 << 20, logicalBlockSize: 3000 },
+  ]) {
+    t.throws(() => new native.NativeDevice(bad), { code: 'InvalidArg' }, JSON.stringify(bad))
+  }
+})
+
+test('the limits come from the addon', (t) => {
+  t.is(native.UBLK_MAX_QUEUE_DEPTH, 4096)
+  t.is(native.MAX_IO_BUF_BYTES, 32 << 20)
+  t.is(native.REQUEST_WORDS, 5)
 })

@@ -12,6 +12,9 @@ use libublk::sys;
 pub const UBLK_MAX_QUEUE_DEPTH: u32 = 4096;
 /// The largest per-request buffer libublk accepts (32 MiB).
 pub const MAX_IO_BUF_BYTES: u32 = 32 << 20;
+/// The most hardware queues we serve a device with: one OS thread each (the
+/// kernel caps a device at the number of CPUs anyway).
+pub const MAX_QUEUES: u16 = 64;
 
 /// A device as the server asks for it. Sizes are in bytes.
 #[derive(Debug, Clone)]
@@ -79,8 +82,8 @@ impl DeviceConfig {
         if self.size == 0 || !self.size.is_multiple_of(lbs as u64) {
             return Err(invalid(format!("size {} must be a positive multiple of {lbs}", self.size)));
         }
-        if self.nr_queues == 0 {
-            return Err(invalid("at least one queue is needed".into()));
+        if self.nr_queues == 0 || self.nr_queues > MAX_QUEUES {
+            return Err(invalid(format!("{} queues is not within 1..={MAX_QUEUES}", self.nr_queues)));
         }
         if self.queue_depth == 0 || self.queue_depth as u32 > UBLK_MAX_QUEUE_DEPTH {
             return Err(invalid(format!("queue depth {} is not within 1..=4096", self.queue_depth)));
@@ -162,6 +165,7 @@ mod tests {
             DeviceConfig { queue_depth: 0, ..cfg() },
             DeviceConfig { max_io_bytes: 5000, ..cfg() },
             DeviceConfig { nr_queues: 0, ..cfg() },
+            DeviceConfig { nr_queues: MAX_QUEUES + 1, ..cfg() },
             DeviceConfig { id: -2, ..cfg() },
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");

@@ -7,7 +7,7 @@
 //! START_DEV waits for every queue to be primed and for the partition scan,
 //! whose reads the handlers must serve meanwhile.
 
-use crate::buffer::IoBufferRegion;
+use crate::buffer::{IoBufferRegion, TagBuffers};
 use crate::config::DeviceConfig;
 use crate::dispatch::{CompletionQueue, Handling};
 use crate::error::{libublk_errno, UblkError};
@@ -37,7 +37,7 @@ pub struct DeviceInfo {
 
 /// The per-queue state other threads reach: the buffers and the completions.
 pub struct QueueShared {
-    pub region: Arc<IoBufferRegion>,
+    pub buffers: Arc<TagBuffers>,
     pub completions: Arc<CompletionQueue>,
 }
 
@@ -50,6 +50,8 @@ pub struct QueueShared {
 #[derive(Default)]
 pub struct DeviceShared {
     queues: RwLock<Option<Arc<[QueueShared]>>>,
+    /// Each queue's count of rejected completions, kept when the queues go.
+    final_rejected: RwLock<Vec<u64>>,
 }
 
 impl DeviceShared {
@@ -72,7 +74,19 @@ impl DeviceShared {
 
     /// Drops the queues once nothing serves them any more.
     fn release(&self) {
-        self.queues.write().unwrap_or_else(|e| e.into_inner()).take();
+        let queues = self.queues.write().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(queues) = queues {
+            *self.final_rejected.write().unwrap_or_else(|e| e.into_inner()) =
+                queues.iter().map(|q| q.completions.rejected()).collect();
+        }
+    }
+
+    /// Completions of queue `qid` the checks dropped, while the device lives
+    /// and after.
+    pub fn rejected_completions(&self, qid: usize) -> u64 {
+        self.with_queue(qid, |q| q.completions.rejected())
+            .or_else(|| self.final_rejected.read().unwrap_or_else(|e| e.into_inner()).get(qid).copied())
+            .unwrap_or(0)
     }
 
     /// Tells every queue thread to leave its loop now.
@@ -192,7 +206,7 @@ fn spawn_queues(
     let mut queues = Vec::with_capacity(info.nr_hw_queues as usize);
     for qid in 0..info.nr_hw_queues as usize {
         let region = match supplied.get(qid) {
-            Some(r) if r.stride() >= slot_bytes && r.len() >= depth * r.stride() => r.clone(),
+            Some(r) if r.stride() >= slot_bytes && r.depth() >= depth => r.clone(),
             Some(r) => {
                 return Err(UblkError::InvalidConfig(format!(
                     "queue {qid}'s supplied buffers hold {} bytes in slots of {}; the device needs {depth} slots of {slot_bytes}",
@@ -203,7 +217,10 @@ fn spawn_queues(
             None if !supplied.is_empty() => return Err(UblkError::InvalidConfig(format!("no supplied buffers for queue {qid}"))),
             None => Arc::new(IoBufferRegion::new(depth, slot_bytes)?),
         };
-        queues.push(QueueShared { region, completions: Arc::new(CompletionQueue::new()?) });
+        queues.push(QueueShared {
+            buffers: Arc::new(TagBuffers::new(region)),
+            completions: Arc::new(CompletionQueue::new(depth)?),
+        });
     }
     let queues = shared.set_queues(queues);
 
@@ -212,7 +229,7 @@ fn spawn_queues(
         let server = QueueServer {
             qid: qid as u16,
             dev: dev.clone(),
-            region: q.region.clone(),
+            buffers: q.buffers.clone(),
             completions: q.completions.clone(),
             handling: handling.clone(),
         };

@@ -2,25 +2,115 @@
 //!
 //! Requests go out in batches: after each turn of its loop a queue thread
 //! hands every request it reaped to a `RequestSink` as one flat `u32` array
-//! (`REQUEST_WORDS` words per request). Completions come back the same way:
-//! handlers push `(tag, result)` pairs onto the queue's `CompletionQueue`,
-//! whose eventfd wakes the queue thread through its own ring, but only when
-//! that thread is about to block or blocked: a busy queue thread picks the
-//! pairs up before it next waits, and nobody pays for a wake-up.
+//! (`wire::REQUEST_WORDS` words per request). Completions come back the same
+//! way: handlers push `(io id, result)` pairs onto the queue's
+//! `CompletionQueue`, whose eventfd wakes the queue thread through its own
+//! ring, but only when that thread is about to block or blocked: a busy queue
+//! thread picks the pairs up before it next waits, and nobody pays for a
+//! wake-up.
+//!
+//! The completion path is the boundary between JavaScript and the kernel, so
+//! `CompletionQueue::push` checks every pair against the queue's `TagTable`:
+//! only the completion of a request that is with the handlers, given once,
+//! reaches the kernel. Out-of-range tags, repeats and stale completions (of
+//! an earlier request on the same tag) are dropped and counted.
 
 use crate::error::{last_errno, UblkError};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Words per request in a batch: tag, op_flags, start_sector low and high
-/// halves, nr_sectors (the fields of `ublksrv_io_desc` a handler needs).
-pub const REQUEST_WORDS: usize = 5;
+/// The layout of what crosses to JavaScript, said once here (the addon
+/// exports it to JS).
+pub mod wire {
+    /// Words per request in a batch.
+    pub const REQUEST_WORDS: usize = 5;
+    /// Word 0: the io id, `tag | generation << IO_ID_GENERATION_SHIFT`.
+    pub const REQUEST_IO_ID: usize = 0;
+    /// Word 1: `ublksrv_io_desc.op_flags` (op in the low 8 bits, `UBLK_IO_F_*` above).
+    pub const REQUEST_OP_FLAGS: usize = 1;
+    /// Word 2: `ublksrv_io_desc.start_sector`, low 32 bits (512-byte sectors).
+    pub const REQUEST_START_SECTOR_LO: usize = 2;
+    /// Word 3: `start_sector`, high 32 bits.
+    pub const REQUEST_START_SECTOR_HI: usize = 3;
+    /// Word 4: `ublksrv_io_desc.nr_sectors` (512-byte sectors).
+    pub const REQUEST_NR_SECTORS: usize = 4;
+    /// Words per completion: the io id, then the result (bytes done, or a
+    /// negative errno).
+    pub const COMPLETION_WORDS: usize = 2;
+    /// The tag is the io id's low 16 bits...
+    pub const IO_ID_TAG_MASK: u32 = 0xffff;
+    /// ...and a per-tag generation, counting requests on that tag, the 15
+    /// bits above. Bit 31 is never set in an io id.
+    pub const IO_ID_GENERATION_SHIFT: u32 = 16;
+    pub const IO_ID_GENERATION_MASK: u32 = 0x7fff;
+    /// The most negative result that is an errno (`-MAX_ERRNO`); a result
+    /// below it reaches the kernel as -EIO.
+    pub const MIN_ERRNO_RESULT: i32 = -4095;
+}
+
+/// Set in a `TagTable` entry while the handlers hold that io id.
+const HELD: u32 = 1 << 31;
+
+/// Which request each tag of a queue is, and whether the handlers hold it.
+/// Written by the queue thread when it hands a request out (`issue`) and by
+/// whoever completes it (`settle`); lock-free.
+pub struct TagTable {
+    /// Per tag: the last io id issued, with `HELD` while the handlers have it.
+    entries: Box<[AtomicU32]>,
+}
+
+impl TagTable {
+    pub fn new(depth: usize) -> TagTable {
+        TagTable { entries: (0..depth).map(|tag| AtomicU32::new(tag as u32)).collect() }
+    }
+
+    pub fn depth(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Marks `tag` as handed to the handlers under a fresh io id, and returns
+    /// the id; None for a tag beyond the depth. Called by the queue thread
+    /// only, for a tag the kernel just gave it.
+    pub fn issue(&self, tag: u16) -> Option<u32> {
+        let entry = self.entries.get(tag as usize)?;
+        let last = entry.load(Ordering::Relaxed) & !HELD;
+        let generation = ((last >> wire::IO_ID_GENERATION_SHIFT) + 1) & wire::IO_ID_GENERATION_MASK;
+        let id = tag as u32 | generation << wire::IO_ID_GENERATION_SHIFT;
+        entry.store(id | HELD, Ordering::Release);
+        Some(id)
+    }
+
+    /// Takes `id` back from the handlers: true exactly once per issued id;
+    /// false for an id that is out of range, no longer held (completed
+    /// already) or not the tag's current request.
+    pub fn settle(&self, id: u32) -> bool {
+        if id & HELD != 0 {
+            return false;
+        }
+        match self.entries.get((id & wire::IO_ID_TAG_MASK) as usize) {
+            Some(entry) => entry.compare_exchange(id | HELD, id, Ordering::AcqRel, Ordering::Relaxed).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Whether `id` is the request the handlers hold on its tag now.
+    pub fn is_held(&self, id: u32) -> bool {
+        id & HELD == 0
+            && self.entries.get((id & wire::IO_ID_TAG_MASK) as usize).is_some_and(|e| e.load(Ordering::Acquire) == id | HELD)
+    }
+
+    /// The tag of an io id.
+    pub fn tag_of(id: u32) -> u16 {
+        (id & wire::IO_ID_TAG_MASK) as u16
+    }
+}
 
 /// Where a queue thread delivers its batches. Called on the queue thread;
-/// must not block.
+/// must not block. Returns false when the batch could not be handed over
+/// (the receiver is gone or refused it): the caller then fails its requests.
 pub trait RequestSink: Send + Sync {
-    fn deliver(&self, qid: u16, batch: Vec<u32>);
+    fn deliver(&self, qid: u16, batch: Vec<u32>) -> bool;
 }
 
 /// Who serves a device's requests.
@@ -35,7 +125,11 @@ pub enum Handling {
 
 /// Completions waiting for one queue thread, plus its wake-up eventfd.
 pub struct CompletionQueue {
+    /// Checked `(tag, result)` pairs, flattened.
     pending: Mutex<Vec<i32>>,
+    tags: TagTable,
+    /// Completions the checks dropped since the queue started.
+    rejected: AtomicU64,
     eventfd: OwnedFd,
     /// Set to make the queue thread leave its loop at once (teardown of a
     /// device whose requests cannot finish).
@@ -48,7 +142,8 @@ pub struct CompletionQueue {
 }
 
 impl CompletionQueue {
-    pub fn new() -> Result<CompletionQueue, UblkError> {
+    /// A queue of `depth` tags.
+    pub fn new(depth: usize) -> Result<CompletionQueue, UblkError> {
         // SAFETY: eventfd(2) with constant flags; the result is checked.
         let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         if fd < 0 {
@@ -56,6 +151,8 @@ impl CompletionQueue {
         }
         Ok(CompletionQueue {
             pending: Mutex::new(Vec::new()),
+            tags: TagTable::new(depth),
+            rejected: AtomicU64::new(0),
             // SAFETY: `fd` is a fresh descriptor nothing else owns.
             eventfd: unsafe { OwnedFd::from_raw_fd(fd) },
             abandon: AtomicBool::new(false),
@@ -64,19 +161,43 @@ impl CompletionQueue {
         })
     }
 
-    /// Queues `(tag, result)` pairs, flattened, and wakes the queue thread if
-    /// it waits and was not already due to wake. Returns false once the
-    /// queue is gone.
-    pub fn push(&self, pairs: &[i32]) -> bool {
+    /// The queue's tags, for the queue thread to `issue` requests from.
+    pub fn tags(&self) -> &TagTable {
+        &self.tags
+    }
+
+    /// Completions the checks dropped so far.
+    pub fn rejected(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
+    }
+
+    /// Queues `(io id, result)` pairs, flattened, after checking each against
+    /// the tag table (see the module doc), and wakes the queue thread if it
+    /// waits and was not already due to wake. Returns how many pairs were
+    /// dropped (a trailing odd word counts as one), or None once the queue is
+    /// gone (everything is dropped then).
+    pub fn push(&self, pairs: &[i32]) -> Option<usize> {
         if self.closed.load(Ordering::Acquire) {
-            return false;
+            return None;
         }
+        let mut rejected = pairs.len() % wire::COMPLETION_WORDS;
         let was_empty = {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             let was_empty = pending.is_empty();
-            pending.extend_from_slice(pairs);
-            was_empty
+            for pair in pairs.chunks_exact(wire::COMPLETION_WORDS) {
+                let id = pair[0] as u32;
+                if !self.tags.settle(id) {
+                    rejected += 1;
+                    continue;
+                }
+                let result = if pair[1] < wire::MIN_ERRNO_RESULT { -libc::EIO } else { pair[1] };
+                pending.extend_from_slice(&[TagTable::tag_of(id) as i32, result]);
+            }
+            was_empty && !pending.is_empty()
         };
+        if rejected > 0 {
+            self.rejected.fetch_add(rejected as u64, Ordering::Relaxed);
+        }
         // Pairs with the fence in `about_to_wait`: either this load sees the
         // queue thread waiting (and wakes it), or that thread's check sees
         // the pairs just queued.
@@ -84,7 +205,7 @@ impl CompletionQueue {
         if was_empty && self.waiting.load(Ordering::Relaxed) {
             self.wake();
         }
-        true
+        Some(rejected)
     }
 
     /// The queue thread is going to block for CQEs: returns true if it may,
@@ -104,7 +225,8 @@ impl CompletionQueue {
         self.waiting.store(false, Ordering::Relaxed);
     }
 
-    /// Moves every pending pair into `into` (which the caller reuses).
+    /// Moves every pending `(tag, result)` pair into `into` (which the
+    /// caller reuses).
     pub fn take(&self, into: &mut Vec<i32>) {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         std::mem::swap(&mut *pending, into);
@@ -148,42 +270,82 @@ impl CompletionQueue {
 mod tests {
     use super::*;
 
+    fn read_eventfd(q: &CompletionQueue) -> (isize, u64) {
+        let mut value: u64 = 0;
+        // SAFETY: reading 8 bytes into a live u64 from a non-blocking eventfd.
+        let n = unsafe { libc::read(q.eventfd(), &mut value as *mut u64 as *mut libc::c_void, 8) };
+        (n, value)
+    }
+
     #[test]
     fn pushes_are_taken_in_order_and_wake_once() {
-        let q = CompletionQueue::new().unwrap();
-        assert!(q.push(&[3, 4096]));
-        assert!(q.push(&[5, -5]));
+        let q = CompletionQueue::new(8).unwrap();
+        let (a, b) = (q.tags().issue(3).unwrap(), q.tags().issue(5).unwrap());
+        assert_eq!(q.push(&[a as i32, 4096]), Some(0));
+        assert_eq!(q.push(&[b as i32, -5]), Some(0));
         let mut got = Vec::new();
         q.take(&mut got);
         assert_eq!(got, vec![3, 4096, 5, -5]);
-        let mut value: u64 = 0;
-        // SAFETY: reading 8 bytes into a live u64.
-        let n = unsafe { libc::read(q.eventfd(), &mut value as *mut u64 as *mut libc::c_void, 8) };
-        assert_eq!((n, value), (8, 1), "one wake-up for two pushes into an empty queue");
+        assert_eq!(read_eventfd(&q), (8, 1), "one wake-up for two pushes into an empty queue");
     }
 
     #[test]
     fn a_running_queue_thread_is_not_woken() {
-        let q = CompletionQueue::new().unwrap();
+        let q = CompletionQueue::new(4).unwrap();
         q.running();
-        assert!(q.push(&[1, 0]));
-        let mut value: u64 = 0;
-        // SAFETY: reading 8 bytes into a live u64 from a non-blocking eventfd.
-        let n = unsafe { libc::read(q.eventfd(), &mut value as *mut u64 as *mut libc::c_void, 8) };
-        assert_eq!(n, -1, "no wake-up while the queue thread runs");
+        let id = q.tags().issue(1).unwrap();
+        assert_eq!(q.push(&[id as i32, 0]), Some(0));
+        assert_eq!(read_eventfd(&q).0, -1, "no wake-up while the queue thread runs");
         assert!(!q.about_to_wait(), "it finds the pair before it waits");
         let mut got = Vec::new();
         q.take(&mut got);
         assert!(q.about_to_wait());
-        assert!(q.push(&[2, 0]));
-        let n = unsafe { libc::read(q.eventfd(), &mut value as *mut u64 as *mut libc::c_void, 8) };
-        assert_eq!(n, 8, "a waiting queue thread is woken");
+        let id = q.tags().issue(2).unwrap();
+        assert_eq!(q.push(&[id as i32, 0]), Some(0));
+        assert_eq!(read_eventfd(&q).0, 8, "a waiting queue thread is woken");
     }
 
     #[test]
     fn closed_queue_drops_completions() {
-        let q = CompletionQueue::new().unwrap();
+        let q = CompletionQueue::new(4).unwrap();
+        let id = q.tags().issue(0).unwrap();
         q.mark_closed();
-        assert!(!q.push(&[1, 0]));
+        assert_eq!(q.push(&[id as i32, 0]), None);
+    }
+
+    #[test]
+    fn only_the_current_request_of_a_held_tag_completes_and_only_once() {
+        let q = CompletionQueue::new(4).unwrap();
+        let first = q.tags().issue(2).unwrap();
+        assert_eq!(q.push(&[first as i32, 512]), Some(0));
+        assert_eq!(q.push(&[first as i32, 512]), Some(1), "a repeat is dropped");
+        let second = q.tags().issue(2).unwrap();
+        assert_ne!(first, second, "a new request on the tag has a new io id");
+        assert_eq!(q.push(&[first as i32, 512]), Some(1), "a stale completion is dropped");
+        assert_eq!(q.push(&[3, 0]), Some(1), "a tag that was never issued is dropped");
+        assert_eq!(q.push(&[4, 0, 1000, 0, -1, 0]), Some(3), "out-of-range and negative ids are dropped");
+        assert_eq!(q.push(&[(second | HELD) as i32, 0]), Some(1), "the HELD bit is not part of an io id");
+        assert_eq!(q.push(&[second as i32, -100_000, 7]), Some(1), "the odd word is dropped, the pair kept");
+        let mut got = Vec::new();
+        q.take(&mut got);
+        assert_eq!(got, vec![2, 512, 2, -libc::EIO], "a result below -4095 becomes EIO");
+        assert_eq!(q.rejected(), 8);
+        assert_eq!(q.tags().issue(9), None, "no tag beyond the depth is issued");
+        let third = q.tags().issue(2).unwrap();
+        assert!(q.tags().is_held(third) && !q.tags().is_held(second) && !q.tags().is_held(third | HELD));
+    }
+
+    #[test]
+    fn generations_wrap_within_fifteen_bits() {
+        let t = TagTable::new(1);
+        let mut last = t.issue(0).unwrap();
+        for _ in 0..=wire::IO_ID_GENERATION_MASK + 1 {
+            assert!(t.settle(last));
+            let id = t.issue(0).unwrap();
+            assert_eq!(id & HELD, 0);
+            assert_eq!(TagTable::tag_of(id), 0);
+            assert_ne!(id, last);
+            last = id;
+        }
     }
 }

@@ -19,3 +19,5 @@ pub mod synthetic;
 
 pub use config::DeviceConfig;
 pub use error::UblkError;
+/// The kernel's UAPI structs and constants (bindgen of `ublk_cmd.h`, via libublk).
+pub use libublk::sys;

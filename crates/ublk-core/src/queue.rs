@@ -6,8 +6,8 @@
 //! collect new requests into a batch for the `RequestSink`, and turn the
 //! completions handlers pushed into COMMIT_AND_FETCH_REQ commands.
 
-use crate::buffer::IoBufferRegion;
-use crate::dispatch::{CompletionQueue, Handling, REQUEST_WORDS};
+use crate::buffer::TagBuffers;
+use crate::dispatch::{wire, CompletionQueue, Handling};
 use crate::error::{libublk_errno, UblkError};
 use io_uring::{cqueue, opcode, types};
 use libublk::io::{BufDesc, UblkDev, UblkQueue};
@@ -22,7 +22,7 @@ const EVENTFD_USER_DATA: u64 = UblkUringData::Target as u64 | 0xffff;
 pub struct QueueServer {
     pub qid: u16,
     pub dev: Arc<UblkDev>,
-    pub region: Arc<IoBufferRegion>,
+    pub buffers: Arc<TagBuffers>,
     pub completions: Arc<CompletionQueue>,
     pub handling: Handling,
 }
@@ -73,23 +73,39 @@ impl QueueServer {
         })
     }
 
-    /// Queues COMMIT_AND_FETCH_REQ for each `(tag, result)` pair.
+    /// Queues COMMIT_AND_FETCH_REQ for each checked `(tag, result)` pair.
     fn commit(&self, queue: &UblkQueue, pairs: &[i32]) {
         for pair in pairs.chunks_exact(2) {
             let tag = pair[0] as u16;
-            let _ =
-                queue.complete_io_cmd_unified(tag, BufDesc::RawAddress(self.region.slot(tag)), Ok(UblkIORes::Result(pair[1])));
+            // Pairs come from `CompletionQueue::push`, which only lets tags
+            // of this queue through; each has a slot (maybe a replacement).
+            if let Some(slot) = self.buffers.address(tag) {
+                let _ = queue.complete_io_cmd_unified(tag, BufDesc::RawAddress(slot), Ok(UblkIORes::Result(pair[1])));
+            }
         }
     }
 
+    /// Fails every request of a batch that could not be handed to the
+    /// handlers with EIO, through the same checked path as any completion.
+    fn fail_batch(&self, ids: &[u32]) {
+        let pairs: Vec<i32> = ids.iter().flat_map(|&id| [id as i32, -libc::EIO]).collect();
+        let _ = self.completions.push(&pairs);
+    }
+
     fn serve(&self, queue: &UblkQueue) -> Result<(), UblkError> {
-        for tag in 0..queue.nr_tags() as u16 {
+        let depth = queue.nr_tags() as u16;
+        if self.buffers.region().depth() < depth as usize || self.completions.tags().depth() < depth as usize {
+            self.dev.notify_buffer_registration_complete(true);
+            return Err(UblkError::InvalidConfig(format!("queue {} has {depth} tags but buffers for fewer", self.qid)));
+        }
+        for tag in 0..depth {
+            let slot = self.buffers.address(tag).expect("the region has a slot for every tag (checked above)");
             // The deprecated call is the only one that FETCHes with a raw
             // address (our region's slot); it counts the command in flight.
             // The SQE is queued by the call itself; the returned future is
             // only for async targets and our loop reaps the CQE directly.
             #[allow(deprecated, clippy::let_underscore_future)]
-            let _ = queue.submit_io_cmd(tag, sys::UBLK_U_IO_FETCH_REQ, self.region.slot(tag), -1);
+            let _ = queue.submit_io_cmd(tag, sys::UBLK_U_IO_FETCH_REQ, slot, -1);
         }
         self.arm_eventfd(queue)?;
         self.dev.notify_buffer_registration_complete(false);
@@ -97,6 +113,7 @@ impl QueueServer {
         let null_in_queue = matches!(self.handling, Handling::NullInQueue);
         let mut completions: Vec<i32> = Vec::new();
         let mut served_here: Vec<i32> = Vec::new();
+        let mut batch_ids: Vec<u32> = Vec::new();
         loop {
             // Commit what handlers completed until nothing is pending as
             // this thread goes to wait; from then on pushes wake it.
@@ -121,14 +138,20 @@ impl QueueServer {
                     if cqe.result() == sys::UBLK_IO_RES_OK as i32 {
                         let iod = *queue.get_iod(tag);
                         if null_in_queue {
-                            // SAFETY: the tag's slot holds max_io_buf_bytes,
-                            // which bounds every request's nr_sectors.
-                            let res = unsafe { crate::null_target::serve(iod.op_flags, iod.nr_sectors, self.region.slot(tag)) };
+                            let bytes = iod.nr_sectors as usize * 512;
+                            let res = match self.buffers.region().slot_bytes(tag, bytes) {
+                                // SAFETY: `slot_bytes` checked that the slot
+                                // holds the request's `bytes`.
+                                Some(slot) => unsafe { crate::null_target::serve(iod.op_flags, iod.nr_sectors, slot) },
+                                None => -libc::EIO,
+                            };
                             served_here.extend_from_slice(&[tag as i32, res]);
                             return;
                         }
+                        let Some(id) = self.completions.tags().issue(tag) else { return };
+                        batch_ids.push(id);
                         batch.extend_from_slice(&[
-                            tag as u32,
+                            id,
                             iod.op_flags,
                             iod.start_sector as u32,
                             (iod.start_sector >> 32) as u32,
@@ -148,10 +171,15 @@ impl QueueServer {
                 Err(libublk::UblkError::IOError(e)) if e.raw_os_error() == Some(libc::EINTR) => {}
                 Err(e) => return Err(UblkError::Queue { qid: self.qid, what: "io_uring_enter", errno: libublk_errno(&e) }),
             }
-            debug_assert_eq!(batch.len() % REQUEST_WORDS, 0);
+            debug_assert_eq!(batch.len() % wire::REQUEST_WORDS, 0);
             if let (false, Handling::Sink(sink)) = (batch.is_empty(), &self.handling) {
-                sink.deliver(self.qid, batch);
+                // The sink takes the batch; `batch_ids` (reused, so no
+                // allocation) is what fails it if it cannot be delivered.
+                if !sink.deliver(self.qid, batch) {
+                    self.fail_batch(&batch_ids);
+                }
             }
+            batch_ids.clear();
             if !served_here.is_empty() {
                 self.commit(queue, &served_here);
                 served_here.clear();

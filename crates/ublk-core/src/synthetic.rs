@@ -4,7 +4,7 @@
 //! the same `CompletionQueue` and eventfd. What it measures is the JS hop:
 //! delivery, the handlers, and the batched completion.
 
-use crate::dispatch::{CompletionQueue, RequestSink, REQUEST_WORDS};
+use crate::dispatch::{wire, CompletionQueue, RequestSink};
 use crate::error::{last_errno, UblkError};
 use libublk::sys;
 use std::time::{Duration, Instant};
@@ -43,12 +43,17 @@ pub fn run(
     let started = Instant::now();
     while done < requests {
         let n = (batch as u64).min(requests - done) as u32;
-        let mut words = Vec::with_capacity(n as usize * REQUEST_WORDS);
+        let mut words = Vec::with_capacity(n as usize * wire::REQUEST_WORDS);
         for tag in 0..n {
-            words.extend_from_slice(&[tag, sys::UBLK_IO_OP_READ, sector as u32, (sector >> 32) as u32, nr_sectors]);
+            let id = completions.tags().issue(tag as u16).ok_or_else(|| {
+                UblkError::InvalidConfig(format!("batch {batch} is deeper than the queue ({})", completions.tags().depth()))
+            })?;
+            words.extend_from_slice(&[id, sys::UBLK_IO_OP_READ, sector as u32, (sector >> 32) as u32, nr_sectors]);
             sector += nr_sectors as u64;
         }
-        sink.deliver(0, words);
+        if !sink.deliver(0, words) {
+            return Err(UblkError::Os { what: "delivering a synthetic batch", errno: libc::EIO });
+        }
         let mut outstanding = n;
         while outstanding > 0 {
             // Like a queue thread: wait only when nothing is pending.
@@ -95,19 +100,22 @@ mod tests {
     struct Echo(Arc<CompletionQueue>);
 
     impl RequestSink for Echo {
-        fn deliver(&self, _qid: u16, batch: Vec<u32>) {
+        fn deliver(&self, _qid: u16, batch: Vec<u32>) -> bool {
             let q = self.0.clone();
             std::thread::spawn(move || {
-                let pairs: Vec<i32> =
-                    batch.chunks_exact(REQUEST_WORDS).flat_map(|r| [r[0] as i32, (r[4] * 512) as i32]).collect();
+                let pairs: Vec<i32> = batch
+                    .chunks_exact(wire::REQUEST_WORDS)
+                    .flat_map(|r| [r[wire::REQUEST_IO_ID] as i32, (r[wire::REQUEST_NR_SECTORS] * 512) as i32])
+                    .collect();
                 q.push(&pairs);
             });
+            true
         }
     }
 
     #[test]
     fn runs_every_request_in_batches() {
-        let q = Arc::new(CompletionQueue::new().unwrap());
+        let q = Arc::new(CompletionQueue::new(8).unwrap());
         let report = run(&Echo(q.clone()), &q, 8, 100, 4096).unwrap();
         assert_eq!((report.requests, report.batches), (100, 13));
     }
@@ -116,11 +124,12 @@ mod tests {
     fn a_failed_completion_is_an_error() {
         struct Fail(Arc<CompletionQueue>);
         impl RequestSink for Fail {
-            fn deliver(&self, _qid: u16, batch: Vec<u32>) {
+            fn deliver(&self, _qid: u16, batch: Vec<u32>) -> bool {
                 self.0.push(&[batch[0] as i32, -libc::EIO]);
+                true
             }
         }
-        let q = Arc::new(CompletionQueue::new().unwrap());
+        let q = Arc::new(CompletionQueue::new(8).unwrap());
         assert!(run(&Fail(q.clone()), &q, 1, 1, 4096).is_err());
     }
 }

@@ -80,33 +80,49 @@ impl JsRegions {
         let mut this = JsRegions { refs: Vec::with_capacity(queues) };
         let mut regions = Vec::with_capacity(queues);
         for _ in 0..queues {
-            let mut data = std::ptr::null_mut();
-            let mut value = std::ptr::null_mut();
-            // SAFETY: plain N-API calls on the JS thread; results checked.
-            let status = unsafe { sys::napi_create_arraybuffer(env.raw(), depth * stride, &mut data, &mut value) };
-            if status != sys::Status::napi_ok {
-                this.release(env);
-                return Err(Error::new(
-                    Status::GenericFailure,
-                    format!("cannot allocate {} bytes of IO buffers ({status})", depth * stride),
-                ));
+            match this.add(env, depth, stride) {
+                Ok(region) => regions.push(region),
+                Err(e) => {
+                    this.release(env);
+                    return Err(e);
+                }
             }
-            let mut r = std::ptr::null_mut();
-            // SAFETY: as above; the reference (count 1) keeps `value` alive.
-            let status = unsafe { sys::napi_create_reference(env.raw(), value, 1, &mut r) };
-            if status != sys::Status::napi_ok {
-                this.release(env);
-                return Err(Error::new(Status::GenericFailure, format!("napi_create_reference failed ({status})")));
-            }
-            this.refs.push(r);
-            // SAFETY: V8 never moves an ArrayBuffer's backing store, and the
-            // strong reference above keeps it allocated until `release`, which
-            // the owner calls only after the device's threads have ended.
-            let region = unsafe { IoBufferRegion::borrowed(data.cast(), depth, stride) }
-                .map_err(|e| Error::new(Status::GenericFailure, e.to_string()))?;
-            regions.push(Arc::new(region));
         }
         Ok((this, regions))
+    }
+
+    /// One more ArrayBuffer of `depth * stride` bytes, kept alive with the
+    /// others; returns the borrowed region over it (its ArrayBuffer is the
+    /// last reference, see `last`).
+    pub fn add(&mut self, env: &Env, depth: usize, stride: usize) -> Result<Arc<IoBufferRegion>> {
+        let mut data = std::ptr::null_mut();
+        let mut value = std::ptr::null_mut();
+        // SAFETY: plain N-API calls on the JS thread; results checked.
+        let status = unsafe { sys::napi_create_arraybuffer(env.raw(), depth * stride, &mut data, &mut value) };
+        if status != sys::Status::napi_ok {
+            return Err(Error::new(
+                Status::GenericFailure,
+                format!("cannot allocate {} bytes of IO buffers ({status})", depth * stride),
+            ));
+        }
+        let mut r = std::ptr::null_mut();
+        // SAFETY: as above; the reference (count 1) keeps `value` alive.
+        let status = unsafe { sys::napi_create_reference(env.raw(), value, 1, &mut r) };
+        if status != sys::Status::napi_ok {
+            return Err(Error::new(Status::GenericFailure, format!("napi_create_reference failed ({status})")));
+        }
+        self.refs.push(r);
+        // SAFETY: V8 never moves an ArrayBuffer's backing store, and the
+        // strong reference above keeps it allocated until `release`, which
+        // the owner calls only after the device's threads have ended.
+        let region = unsafe { IoBufferRegion::borrowed(data.cast(), depth, stride) }
+            .map_err(|e| Error::new(Status::GenericFailure, e.to_string()))?;
+        Ok(Arc::new(region))
+    }
+
+    /// The ArrayBuffer `add` made last.
+    pub fn last<'env>(&self, env: &'env Env) -> Result<Unknown<'env>> {
+        self.get(env, self.refs.len().wrapping_sub(1))
     }
 
     /// Queue `queue`'s ArrayBuffer.

@@ -43,23 +43,36 @@ pub struct NativeDeviceOptions {
     pub rust_null_handler: Option<bool>,
 }
 
+/// A JS number that must be a whole count within `u16`.
+fn small_count(name: &str, value: Option<u32>, default: u16) -> Result<u16> {
+    match value {
+        None => Ok(default),
+        Some(v) => u16::try_from(v).map_err(|_| Error::new(Status::InvalidArg, format!("{name} {v} is out of range"))),
+    }
+}
+
 impl NativeDeviceOptions {
-    fn to_config(&self) -> DeviceConfig {
+    /// The core's config; what does not fit its types is refused here, and
+    /// `DeviceConfig::validate` checks the rest before any kernel call.
+    fn to_config(&self) -> Result<DeviceConfig> {
         let d = DeviceConfig::default();
-        DeviceConfig {
+        if !(self.size.is_finite() && self.size >= 0.0 && self.size.fract() == 0.0 && self.size <= 2f64.powi(53)) {
+            return Err(Error::new(Status::InvalidArg, format!("size {} is not a whole number of bytes", self.size)));
+        }
+        Ok(DeviceConfig {
             id: self.id.unwrap_or(d.id),
             size: self.size as u64,
             logical_block_size: self.logical_block_size.unwrap_or(d.logical_block_size),
             physical_block_size: self.physical_block_size.unwrap_or(d.physical_block_size),
-            nr_queues: self.queues.map(|q| q.min(u16::MAX as u32) as u16).unwrap_or(d.nr_queues),
-            queue_depth: self.queue_depth.map(|q| q.min(u16::MAX as u32) as u16).unwrap_or(d.queue_depth),
+            nr_queues: small_count("queues", self.queues, d.nr_queues)?,
+            queue_depth: small_count("queueDepth", self.queue_depth, d.queue_depth)?,
             max_io_bytes: self.max_io_size.unwrap_or(d.max_io_bytes),
             read_only: self.read_only.unwrap_or(d.read_only),
             rotational: self.rotational.unwrap_or(d.rotational),
             discard: self.discard.unwrap_or(d.discard),
             write_cache: self.write_cache.unwrap_or(d.write_cache),
             fua: self.fua.unwrap_or(d.fua),
-        }
+        })
     }
 }
 
@@ -108,8 +121,8 @@ impl From<DeviceInfo> for NativeDeviceInfo {
     }
 }
 
-/// Requests to JS: `(queue, batch)` where batch holds 5 words a request
-/// (tag, op_flags, start_sector low, start_sector high, nr_sectors).
+/// Requests to JS: `(queue, batch)`, the batch laid out as
+/// `ublk_core::dispatch::wire` says (exported as `REQUEST_*`).
 pub(crate) type BatchFn = ThreadsafeFunction<(u32, Vec<u32>), (), FnArgs<(u32, Uint32Array)>, Status, false>;
 
 pub(crate) struct JsSink {
@@ -125,9 +138,10 @@ pub(crate) fn batch_function(on_requests: Function<FnArgs<(u32, Uint32Array)>, (
 }
 
 impl RequestSink for JsSink {
-    fn deliver(&self, qid: u16, batch: Vec<u32>) {
+    fn deliver(&self, qid: u16, batch: Vec<u32>) -> bool {
         // Non-blocking into an unbounded queue: never waits on the JS thread.
-        self.tsfn.call((qid as u32, batch), ThreadsafeFunctionCallMode::NonBlocking);
+        // It fails only once the function is closing (the env is going away).
+        self.tsfn.call((qid as u32, batch), ThreadsafeFunctionCallMode::NonBlocking) == Status::Ok
     }
 }
 
@@ -162,10 +176,14 @@ fn settle_closed(d: JsDeferred<CloseOutcome, ClosedResolver>, outcome: CloseOutc
 
 #[napi]
 impl NativeDevice {
+    /// Checks the options' types and ranges (throws on what does not fit);
+    /// the kernel is not touched before `start`.
     #[napi(constructor)]
-    pub fn new(options: NativeDeviceOptions) -> Self {
-        NativeDevice {
-            config: options.to_config(),
+    pub fn new(options: NativeDeviceOptions) -> Result<Self> {
+        let config = options.to_config()?;
+        config.validate().map_err(|e| Error::new(Status::InvalidArg, e.to_string()))?;
+        Ok(NativeDevice {
+            config,
             buffers_option: options.buffers.clone(),
             rust_null_handler: options.rust_null_handler.unwrap_or(false),
             shared: Arc::new(DeviceShared::default()),
@@ -174,7 +192,7 @@ impl NativeDevice {
             controller: None,
             buffers_handed_out: Vec::new(),
             js_regions: None,
-        }
+        })
     }
 
     /// Adds and starts the device on its own controller thread. Request
@@ -276,7 +294,7 @@ impl NativeDevice {
         }
         let value = match &self.js_regions {
             Some(js) => js.get(env, queue as usize)?,
-            None => crate::buffers::external_region(env, q.region.clone())?,
+            None => crate::buffers::external_region(env, q.buffers.region().clone())?,
         };
         self.buffers_handed_out[queue as usize] = true;
         Ok(value)
@@ -286,16 +304,54 @@ impl NativeDevice {
     #[napi]
     pub fn slot_bytes(&self, queue: u32) -> Result<u32> {
         self.shared
-            .with_queue(queue as usize, |q| q.region.stride() as u32)
+            .with_queue(queue as usize, |q| q.buffers.region().stride() as u32)
             .ok_or_else(|| Error::new(Status::InvalidArg, format!("no queue {queue}")))
     }
 
-    /// Completes requests of `queue`: `pairs` holds (tag, result) pairs,
-    /// result being the bytes done or a negative errno. Returns false once
-    /// the queue has stopped (the completions are then dropped).
+    /// Completes requests of `queue`: `pairs` holds (io id, result) pairs,
+    /// result being the bytes done or a negative errno. Each pair is checked
+    /// first: only a request the handlers hold, completed once, reaches the
+    /// kernel. Returns how many pairs were dropped by the checks, or -1 once
+    /// the queue has stopped (all are dropped then). Throws for a queue the
+    /// device does not have.
     #[napi]
-    pub fn complete(&self, queue: u32, pairs: Int32ArraySlice) -> bool {
-        self.shared.with_queue(queue as usize, |q| q.completions.push(&pairs)).unwrap_or(false)
+    pub fn complete(&self, queue: u32, pairs: Int32ArraySlice) -> Result<i32> {
+        match self.shared.with_queue(queue as usize, |q| q.completions.push(&pairs)) {
+            Some(Some(rejected)) => Ok(rejected as i32),
+            Some(None) => Ok(-1),
+            None if self.shared.queues().is_none() => Ok(-1),
+            None => Err(Error::new(Status::InvalidArg, format!("the device has no queue {queue}"))),
+        }
+    }
+
+    /// Retires the slot of request `id` (held by a handler that timed out and
+    /// may still write it): the tag's next request goes to a fresh slot,
+    /// returned as an ArrayBuffer. Throws unless `id` is a request the
+    /// handlers hold now.
+    #[napi(ts_return_type = "ArrayBuffer")]
+    pub fn replace_slot<'env>(&mut self, env: &'env Env, queue: u32, id: u32) -> Result<Unknown<'env>> {
+        let queues = self.shared.queues().ok_or_else(|| Error::new(Status::GenericFailure, "the device has no queues"))?;
+        let q = queues.get(queue as usize).ok_or_else(|| Error::new(Status::InvalidArg, format!("no queue {queue}")))?;
+        if !q.completions.tags().is_held(id) {
+            return Err(Error::new(Status::InvalidArg, format!("request {id} of queue {queue} is not with the handlers")));
+        }
+        let tag = ublk_core::dispatch::TagTable::tag_of(id);
+        let stride = q.buffers.region().stride();
+        let core = |e: ublk_core::UblkError| Error::new(Status::GenericFailure, e.to_string());
+        match &mut self.js_regions {
+            Some(js) => {
+                let slot = js.add(env, 1, stride)?;
+                q.buffers.replace_with(tag, slot).map_err(core)?;
+                js.last(env)
+            }
+            None => crate::buffers::external_region(env, q.buffers.replace(tag).map_err(core)?),
+        }
+    }
+
+    /// Completions of `queue` dropped by the checks of `complete` so far.
+    #[napi]
+    pub fn rejected_completions(&self, queue: u32) -> f64 {
+        self.shared.rejected_completions(queue as usize) as f64
     }
 
     /// Stops and deletes the device: STOP_DEV (in-flight requests still get

@@ -11,6 +11,7 @@ mod buffers;
 mod device;
 mod error;
 mod synthetic;
+mod wire;
 
 use napi_derive::napi;
 

@@ -10,7 +10,7 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use ublk_core::buffer::IoBufferRegion;
+use ublk_core::buffer::{IoBufferRegion, TagBuffers};
 use ublk_core::dispatch::CompletionQueue;
 
 /// What a synthetic run measured, or why it failed.
@@ -28,7 +28,7 @@ type SyntheticResolver = Box<dyn FnOnce(Env) -> Result<SyntheticOutcome> + Send>
 /// A queue without a kernel: `depth` tags of `slotBytes` each.
 #[napi]
 pub struct SyntheticQueue {
-    region: Arc<IoBufferRegion>,
+    buffers: TagBuffers,
     completions: Arc<CompletionQueue>,
     buffer_handed_out: bool,
     running: Arc<AtomicBool>,
@@ -43,8 +43,8 @@ impl SyntheticQueue {
         }
         let core_err = |e: ublk_core::UblkError| Error::new(Status::GenericFailure, e.to_string());
         Ok(SyntheticQueue {
-            region: Arc::new(IoBufferRegion::new(depth as usize, slot_bytes as usize).map_err(core_err)?),
-            completions: Arc::new(CompletionQueue::new().map_err(core_err)?),
+            buffers: TagBuffers::new(Arc::new(IoBufferRegion::new(depth as usize, slot_bytes as usize).map_err(core_err)?)),
+            completions: Arc::new(CompletionQueue::new(depth as usize).map_err(core_err)?),
             buffer_handed_out: false,
             running: Arc::new(AtomicBool::new(false)),
         })
@@ -56,20 +56,39 @@ impl SyntheticQueue {
         if queue != 0 || self.buffer_handed_out {
             return Err(Error::new(Status::InvalidArg, "a synthetic queue has one buffer, queue 0's, handed out once"));
         }
-        let value = crate::buffers::external_region(env, self.region.clone())?;
+        let value = crate::buffers::external_region(env, self.buffers.region().clone())?;
         self.buffer_handed_out = true;
         Ok(value)
     }
 
     #[napi]
     pub fn slot_bytes(&self, _queue: u32) -> u32 {
-        self.region.stride() as u32
+        self.buffers.region().stride() as u32
     }
 
-    /// Takes `(tag, result)` pairs, exactly like `NativeDevice.complete`.
+    /// Takes `(io id, result)` pairs, checked exactly like `NativeDevice.complete`.
     #[napi]
-    pub fn complete(&self, _queue: u32, pairs: Int32ArraySlice) -> bool {
-        self.completions.push(&pairs)
+    pub fn complete(&self, _queue: u32, pairs: Int32ArraySlice) -> i32 {
+        self.completions.push(&pairs).map_or(-1, |rejected| rejected as i32)
+    }
+
+    /// Like `NativeDevice.replaceSlot`: the tag's later requests use a fresh slot.
+    #[napi(ts_return_type = "ArrayBuffer")]
+    pub fn replace_slot<'env>(&self, env: &'env Env, _queue: u32, id: u32) -> Result<Unknown<'env>> {
+        if !self.completions.tags().is_held(id) {
+            return Err(Error::new(Status::InvalidArg, format!("request {id} is not with the handlers")));
+        }
+        let slot = self
+            .buffers
+            .replace(ublk_core::dispatch::TagTable::tag_of(id))
+            .map_err(|e| Error::new(Status::GenericFailure, e.to_string()))?;
+        crate::buffers::external_region(env, slot)
+    }
+
+    /// Completions dropped by the checks so far.
+    #[napi]
+    pub fn rejected_completions(&self, _queue: u32) -> f64 {
+        self.completions.rejected() as f64
     }
 
     /// Sends `requests` 4 KiB READs to `onRequests` in batches of `batch`
@@ -85,7 +104,7 @@ impl SyntheticQueue {
         if self.running.load(Ordering::Acquire) {
             return Err(Error::new(Status::GenericFailure, "a synthetic run is already going"));
         }
-        let depth = (self.region.len() / self.region.stride()) as u32;
+        let depth = self.buffers.region().depth() as u32;
         if batch == 0 || batch > depth || requests.is_nan() || requests < 1.0 {
             return Err(Error::new(Status::InvalidArg, format!("batch must be 1-{depth} and requests at least 1")));
         }
