@@ -48,6 +48,14 @@ export declare class NativeDevice {
    * handlers hold now.
    */
   replaceSlot(queue: number, id: number): ArrayBuffer
+  /** Worker mode: the token a worker passes to `attachQueue`. */
+  get token(): number | null
+  /**
+   * Worker mode: queue `queue`'s worker is gone (it died): its batches wait
+   * for the next one, and what it held fails with EIO. Returns whether a
+   * worker was attached.
+   */
+  detachQueue(queue: number): boolean
   /** Completions of `queue` dropped by the checks of `complete` so far. */
   rejectedCompletions(queue: number): number
   /**
@@ -61,6 +69,30 @@ export declare class NativeDevice {
    * device, blocking until it is gone.
    */
   closeSync(): void
+}
+
+/** A worker's hold on the one queue it serves. */
+export declare class QueueAttachment {
+  /**
+   * The queue's buffer region as one external ArrayBuffer in this
+   * worker's isolate (handed out once per attachment).
+   */
+  queueBuffer(queue: number): ArrayBuffer
+  /**
+   * Tags whose slot was replaced (after a timeout, maybe in an earlier
+   * worker), each with its current slot: `[tag, ArrayBuffer]` pairs.
+   */
+  replacedSlots(queue: number): Array<[number, ArrayBuffer]>
+  slotBytes(queue: number): number
+  /** Exactly `NativeDevice.complete`, for this worker's queue. */
+  complete(queue: number, pairs: Int32Array): number
+  /** Exactly `NativeDevice.replaceSlot`, for this worker's queue. */
+  replaceSlot(queue: number, id: number): ArrayBuffer
+  /**
+   * Stops receiving batches (they wait for the next worker) and lets the
+   * requests this worker still holds fail with EIO. Idempotent.
+   */
+  detach(): void
 }
 
 /** A queue without a kernel: `depth` tags of `slotBytes` each. */
@@ -81,6 +113,14 @@ export declare class SyntheticQueue {
    */
   run(onRequests: (arg0: number, arg1: Uint32Array) => void, batch: number, requests: number): Promise<SyntheticOutcome>
 }
+
+/**
+ * Attaches the calling worker to queue `queue` of the device with `token`:
+ * its batches go to `onRequests(queue, batch)` on this thread from now on
+ * (batches that waited for a worker first). Throws if the device is gone, or
+ * the queue already has a worker.
+ */
+export declare function attachQueue(token: number, queue: number, onRequests: (arg0: number, arg1: Uint32Array) => void): QueueAttachment
 
 /**
  * Releases `[offset, offset + length)` of the open file `fd`: a punched hole
@@ -179,6 +219,12 @@ export interface NativeDeviceOptions {
    * (zeros on read), never calling JavaScript.
    */
   rustNullHandler?: boolean
+  /**
+   * Worker mode: each queue's batches go to the worker attached for it
+   * (`attachQueue(device.token, queue, onRequests)`), not to `start`'s
+   * `onRequests`.
+   */
+  workers?: boolean
 }
 
 /** One ublk device as `listDevices()` reports it. */

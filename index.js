@@ -836,7 +836,9 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.NativeDevice = nativeBinding.NativeDevice
+module.exports.QueueAttachment = nativeBinding.QueueAttachment
 module.exports.SyntheticQueue = nativeBinding.SyntheticQueue
+module.exports.attachQueue = nativeBinding.attachQueue
 module.exports.backingDiscard = nativeBinding.backingDiscard
 module.exports.backingSize = nativeBinding.backingSize
 module.exports.backingWriteZeroes = nativeBinding.backingWriteZeroes

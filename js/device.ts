@@ -2,11 +2,12 @@ import { EventEmitter } from 'node:events'
 import native from './native'
 import type { NativeDevice, NativeDeviceInfo, OutcomeError } from '../index.js'
 import { failBatch, QueueDispatcher } from './dispatcher'
-import { UblkError } from './errors'
+import { fromNative, UblkError } from './errors'
 import type { RequestContext } from './handler'
 import { resolveOptions, type DeviceOptions } from './options'
 import { trackForSignals, untrackForSignals } from './signals'
-import { emptyStats, type QueueStats } from './stats'
+import { emptyStats, statsFrom, type QueueStats } from './stats'
+import { WorkerPool } from './workers/pool'
 
 /**
  * What the kernel reports about a live device (id, queues, queueDepth,
@@ -44,11 +45,23 @@ function toError(error: OutcomeError): UblkError {
   }
 }
 
+/** Who serves a device's queues: dispatchers on this thread, or worker threads. */
+interface Servers {
+  /** A queue's counters (without the addon's rejected completions). */
+  statsOf(queue: number): QueueStats
+  /** The device is gone: stop timers, let workers end. */
+  stop(): Promise<void>
+  /** Process exit: nothing more will run. */
+  stopNow(): void
+}
+
 /**
  * A live ublk block device, `/dev/ublkb<id>`. Close it with `close()` or
  * `await using`. Emits `'close'` once it is gone, and `'requestError'`
  * `(err, ctx)` when a handler fails a request with something other than a
- * `UblkError` (the request fails with EIO).
+ * `UblkError` (the request fails with EIO) or does not settle in time, and,
+ * in worker mode, `'workerError'` `(err, queue)` when a queue's worker dies
+ * (what it held fails with EIO; a new worker takes over the queue).
  */
 export class Device extends EventEmitter implements AsyncDisposable {
   readonly id: number
@@ -66,7 +79,7 @@ export class Device extends EventEmitter implements AsyncDisposable {
   /** @internal */
   constructor(
     private readonly nativeDevice: NativeDevice,
-    private readonly dispatchers: Map<number, QueueDispatcher>,
+    private readonly servers: Servers,
     info: DeviceInfo,
     private readonly handleSignals: boolean,
     servedInRust = false,
@@ -88,7 +101,7 @@ export class Device extends EventEmitter implements AsyncDisposable {
   [closeOnExit](): void {
     if (this.gone) return
     this.gone = true
-    for (const d of this.dispatchers.values()) d.dispose()
+    this.servers.stopNow()
     live.delete(this)
     this.nativeDevice.closeSync()
   }
@@ -100,7 +113,7 @@ export class Device extends EventEmitter implements AsyncDisposable {
   stats(): QueueStats[] {
     const out: QueueStats[] = []
     for (let q = 0; q < this.info.queues; q++) {
-      const s = { ...(this.dispatchers.get(q)?.stats ?? emptyStats(q)) }
+      const s = this.servers.statsOf(q)
       s.rejectedCompletions = this.nativeDevice.rejectedCompletions(q)
       out.push(s)
     }
@@ -123,9 +136,9 @@ export class Device extends EventEmitter implements AsyncDisposable {
    * every call returns the same promise.
    */
   close(): Promise<void> {
-    this.closing ??= this.nativeDevice.close().then((outcome) => {
+    this.closing ??= this.nativeDevice.close().then(async (outcome) => {
       this.gone = true
-      for (const d of this.dispatchers.values()) d.dispose()
+      await this.servers.stop()
       live.delete(this)
       if (this.handleSignals) untrackForSignals(this)
       clearInterval(this.keepAlive)
@@ -161,44 +174,86 @@ function warnJsBuffersOnce(): void {
 export async function createDevice(options: DeviceOptions): Promise<Device> {
   const resolved = resolveOptions(options)
   const nativeDevice: NativeDevice = new native.NativeDevice(resolved.native)
-  const dispatchers = new Map<number, QueueDispatcher>()
   let device: Device | undefined
   const onRequestError = (err: unknown, ctx: RequestContext) => {
     if (device && device.listenerCount('requestError') > 0) device.emit('requestError', err, ctx)
   }
-  const handler = resolved.handler
-  const dispatcherOptions = {
-    onRequestError,
-    requestTimeout: resolved.requestTimeout,
-    onRejected: (count: number) =>
-      process.emitWarning(`ublk: the addon refused ${count} completion(s) of this process's handlers (see dev.stats())`, {
-        code: 'UBLK_REJECTED_COMPLETION',
-      }),
-  }
-  const onRequests = (queue: number, batch: Uint32Array) => {
-    if (!handler) return
-    let d = dispatchers.get(queue)
-    try {
-      if (!d) {
-        d = new QueueDispatcher(nativeDevice, queue, handler, dispatcherOptions)
-        dispatchers.set(queue, d)
-      }
-    } catch (err) {
-      // Only a broken buffer hand-off gets here: answer the batch with EIO
-      // and make it loud, never fatal.
-      process.emitWarning(`ublk: cannot serve queue ${queue}: ${String(err)}`)
-      failBatch(nativeDevice, queue, batch)
-      return
+  const onRejected = (count: number) =>
+    process.emitWarning(`ublk: the addon refused ${count} completion(s) of this process's handlers (see dev.stats())`, {
+      code: 'UBLK_REJECTED_COMPLETION',
+    })
+
+  let servers: Servers
+  let onRequests: ((queue: number, batch: Uint32Array) => void) | undefined
+  let pool: WorkerPool | undefined
+  if (resolved.workers) {
+    pool = new WorkerPool(nativeDevice, resolved.workers, {
+      queues: resolved.native.queues,
+      size: resolved.native.size,
+      requestTimeout: resolved.requestTimeout,
+    })
+    // Every worker has loaded its module and attached before the kernel
+    // sees a device: a module that fails rejects with nothing left behind.
+    await pool.start()
+    const p = pool
+    pool.listen({
+      requestError: onRequestError,
+      rejected: onRejected,
+      workerError: (err, queue) => device?.emit('workerError', err, queue),
+    })
+    servers = {
+      statsOf: (q) => (p.counters[q] ? statsFrom(q, p.counters[q]) : emptyStats(q)),
+      stop: () => p.stop(),
+      stopNow: () => {},
     }
-    d.onBatch(batch)
+  } else {
+    const dispatchers = new Map<number, QueueDispatcher>()
+    const handler = resolved.handler
+    const dispatcherOptions = { onRequestError, requestTimeout: resolved.requestTimeout, onRejected }
+    if (handler) {
+      onRequests = (queue: number, batch: Uint32Array) => {
+        let d = dispatchers.get(queue)
+        try {
+          if (!d) {
+            d = new QueueDispatcher(nativeDevice, queue, handler, dispatcherOptions)
+            dispatchers.set(queue, d)
+          }
+        } catch (err) {
+          // Only a broken buffer hand-off gets here: answer the batch with EIO
+          // and make it loud, never fatal.
+          process.emitWarning(`ublk: cannot serve queue ${queue}: ${String(err)}`)
+          failBatch(nativeDevice, queue, batch)
+          return
+        }
+        d.onBatch(batch)
+      }
+    }
+    const disposeAll = () => {
+      for (const d of dispatchers.values()) d.dispose()
+    }
+    servers = {
+      statsOf: (q) => dispatchers.get(q)?.stats ?? emptyStats(q),
+      stop: async () => disposeAll(),
+      stopNow: disposeAll,
+    }
   }
-  const outcome = await nativeDevice.start(handler ? onRequests : undefined)
-  if (outcome.error || !outcome.value) throw toError(outcome.error ?? { code: 'EIO', message: 'the device did not start' })
+
+  let outcome: Awaited<ReturnType<NativeDevice['start']>>
+  try {
+    outcome = await nativeDevice.start(onRequests)
+  } catch (err) {
+    await pool?.stop()
+    throw fromNative(err)
+  }
+  if (outcome.error || !outcome.value) {
+    await pool?.stop()
+    throw toError(outcome.error ?? { code: 'EIO', message: 'the device did not start' })
+  }
   const info: NativeDeviceInfo = outcome.value
   if (info.buffers === 'js' && resolved.native.buffers === undefined) warnJsBuffersOnce()
   device = new Device(
     nativeDevice,
-    dispatchers,
+    servers,
     {
       ...info,
       size: resolved.native.size,
@@ -207,7 +262,7 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
       readOnly: resolved.native.readOnly,
     },
     resolved.handleSignals,
-    !handler,
+    resolved.native.rustNullHandler,
   )
   return device
 }

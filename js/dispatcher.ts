@@ -22,7 +22,7 @@ import {
   UBLK_IO_OP_WRITE,
   UBLK_IO_OP_WRITE_ZEROES,
 } from './ops'
-import { emptyStats, type QueueStats } from './stats'
+import { C, newCounters, statsFrom, type QueueStats } from './stats'
 
 // The batch layout, as the addon defines it (crates/ublk-core/src/dispatch.rs).
 const {
@@ -58,7 +58,10 @@ function errnoOf(err: unknown): number {
  * What a dispatcher needs from its queue: the `NativeDevice`, or the
  * dispatch microbenchmark's `SyntheticQueue`, which stands in for one.
  */
-export type QueuePort = Pick<NativeDevice, 'queueBuffer' | 'slotBytes' | 'complete' | 'replaceSlot'>
+export type QueuePort = Pick<NativeDevice, 'queueBuffer' | 'slotBytes' | 'complete' | 'replaceSlot'> & {
+  /** Slots replaced before this dispatcher existed (a worker's predecessor's timeouts). */
+  replacedSlots?(queue: number): Array<[number, ArrayBuffer]>
+}
 
 export interface DispatcherOptions {
   onRequestError: RequestErrorListener
@@ -66,6 +69,8 @@ export interface DispatcherOptions {
   requestTimeout: number
   /** Called once if the addon ever refuses a completion this dispatcher sent. */
   onRejected?: (count: number) => void
+  /** Where to count (see `stats.ts`); default: a fresh local array. */
+  counters?: Float64Array
 }
 
 /** Fails every request of `batch` with EIO, for a batch nothing can serve. */
@@ -79,7 +84,8 @@ export function failBatch(port: Pick<QueuePort, 'complete'>, queue: number, batc
 }
 
 export class QueueDispatcher {
-  readonly stats: QueueStats
+  /** The counters behind `stats` (indexed by `C`). */
+  readonly counters: Float64Array
   private readonly slots: Buffer[] = []
   private readonly slotBytes: number
   /** Per tag: the io id the handler holds, or NOT_HELD. */
@@ -101,12 +107,13 @@ export class QueueDispatcher {
     private readonly handler: Handler,
     private readonly options: DispatcherOptions,
   ) {
-    this.stats = emptyStats(queue)
+    this.counters = options.counters ?? newCounters()
     const region = port.queueBuffer(queue)
     this.slotBytes = port.slotBytes(queue)
     for (let offset = 0; offset + this.slotBytes <= region.byteLength; offset += this.slotBytes) {
       this.slots.push(Buffer.from(region, offset, this.slotBytes))
     }
+    for (const [tag, slot] of port.replacedSlots?.(queue) ?? []) this.slots[tag] = Buffer.from(slot)
     this.held = new Int32Array(this.slots.length).fill(NOT_HELD)
     this.arrived = new Uint32Array(this.slots.length)
     this.contexts = new Array(this.slots.length)
@@ -114,6 +121,11 @@ export class QueueDispatcher {
       const tick = Math.max(1, Math.floor(options.requestTimeout / TIMEOUT_TICKS))
       this.sweeper = setInterval(() => this.sweep(), tick).unref()
     }
+  }
+
+  /** The counters so far. */
+  get stats(): QueueStats {
+    return statsFrom(this.queue, this.counters)
   }
 
   /** Stops the timeout sweep; requests still held are left to the teardown. */
@@ -145,44 +157,44 @@ export class QueueDispatcher {
     const flags = opFlags & ~0xff
     const ctx: RequestContext = { op: opName(op), flags, fua: (flags & UBLK_IO_F_FUA) !== 0, queue: this.queue, tag }
     const h = this.handler
-    const s = this.stats
+    const s = this.counters
     this.held[tag] = id
     this.arrived[tag] = this.epoch
     this.contexts[tag] = ctx
-    s.inFlight++
+    s[C.inFlight]++
     let done: number
     let ret: unknown
     try {
       switch (op) {
         case UBLK_IO_OP_READ:
-          s.reads++
-          s.bytesRead += length
+          s[C.reads]++
+          s[C.bytesRead] += length
           done = length
           ret = h.read(this.view(tag, length), offset, ctx)
           break
         case UBLK_IO_OP_WRITE:
-          s.writes++
-          s.bytesWritten += length
+          s[C.writes]++
+          s[C.bytesWritten] += length
           done = length
           ret = h.write ? h.write(this.view(tag, length), offset, ctx) : this.unsupported()
           break
         case UBLK_IO_OP_FLUSH:
-          s.flushes++
+          s[C.flushes]++
           done = 0
           ret = h.flush ? h.flush(ctx) : undefined
           break
         case UBLK_IO_OP_DISCARD:
-          s.discards++
+          s[C.discards]++
           done = 0
           ret = h.discard ? h.discard(offset, length, ctx) : this.unsupported()
           break
         case UBLK_IO_OP_WRITE_ZEROES:
-          s.writeZeroes++
+          s[C.writeZeroes]++
           done = 0
           ret = h.writeZeroes ? h.writeZeroes(offset, length, ctx) : this.unsupported()
           break
         default:
-          s.other++
+          s[C.other]++
           this.complete(id, EOPNOTSUPP)
           return
       }
@@ -232,8 +244,8 @@ export class QueueDispatcher {
     if (this.held[tag] !== id) return
     this.held[tag] = NOT_HELD
     this.contexts[tag] = undefined
-    this.stats.inFlight--
-    if (result < 0) this.stats.errors++
+    this.counters[C.inFlight]--
+    if (result < 0) this.counters[C.errors]++
     this.sendCompletion(id, result)
   }
 
@@ -250,7 +262,7 @@ export class QueueDispatcher {
   /** Fails with ETIMEDOUT every request held for `requestTimeout` or longer. */
   private sweep(): void {
     this.epoch = (this.epoch + 1) >>> 0
-    if (this.stats.inFlight === 0) return
+    if (this.counters[C.inFlight] === 0) return
     for (let tag = 0; tag < this.held.length; tag++) {
       const id = this.held[tag]
       if (id === NOT_HELD || ((this.epoch - this.arrived[tag]) >>> 0) <= TIMEOUT_TICKS) continue
@@ -266,7 +278,7 @@ export class QueueDispatcher {
         continue
       }
       this.slots[tag] = fresh
-      this.stats.timedOut++
+      this.counters[C.timedOut]++
       if (ctx) {
         const ms = this.options.requestTimeout
         this.report(new UblkError('ETIMEDOUT', `the ${ctx.op} handler did not settle within ${ms} ms (queue ${ctx.queue}, tag ${tag})`), ctx)

@@ -1,6 +1,6 @@
 export { createDevice, Device } from './device'
 export type { DeviceInfo } from './device'
-export type { DeviceOptions } from './options'
+export type { DeviceOptions, WorkerOptions } from './options'
 export type { Handler, RequestContext } from './handler'
 export type { Op } from './ops'
 export type { QueueStats } from './stats'

@@ -10,8 +10,17 @@ import native from './native'
 export interface DeviceOptions {
   /** Capacity in bytes: a positive multiple of `logicalBlockSize`. */
   size: number
-  /** Serves the requests. (Absent only with `rustNullHandler`.) */
+  /** Serves the requests on the main thread. (Exclusive with `workers` and `rustNullHandler`.) */
   handler?: Handler
+  /**
+   * Serve each queue on its own worker thread instead: each worker imports
+   * `module` (a path, `file:` URL or package name; TypeScript with tsx) whose
+   * default export is a handler object, or a factory
+   * `(data, { queue, queues, size })` returning one (or a promise of one).
+   * `data` is copied to each worker (structured clone: a SharedArrayBuffer
+   * in it is shared). The main thread is then not on the IO path.
+   */
+  workers?: WorkerOptions
   /** Logical block size: a power of two from 512 to 4096. Default 512. */
   logicalBlockSize?: number
   /** Physical block size: a power of two from `logicalBlockSize` to 65536. Default 4096. */
@@ -48,6 +57,12 @@ export interface DeviceOptions {
    * calling JavaScript. Measures what the JS hop costs; give no `handler`.
    */
   rustNullHandler?: boolean
+}
+
+/** See `DeviceOptions.workers`. */
+export interface WorkerOptions {
+  module: string | URL
+  data?: unknown
 }
 
 const OptionError = {
@@ -92,6 +107,15 @@ function validHandler(handler: unknown): Handler {
     }
   }
   return handler as Handler
+}
+
+function validWorkers(value: unknown): WorkerOptions {
+  if (typeof value !== 'object' || value === null) throw OptionError.type('workers', 'an object', value)
+  const w = value as Record<string, unknown>
+  if (!(typeof w.module === 'string' && w.module !== '') && !(w.module instanceof URL)) {
+    throw OptionError.type('workers.module', 'a non-empty string or a URL', w.module)
+  }
+  return { module: w.module, data: w.data }
 }
 
 /** What a schema entry's bounds and defaults may depend on. */
@@ -182,8 +206,9 @@ function resolveEntry(name: string, spec: IntegerSpec | BooleanSpec, value: unkn
 /** The validated options, with defaults filled in. */
 export interface ResolvedOptions {
   native: NativeDeviceOptions & Required<Omit<NativeDeviceOptions, 'id' | 'buffers'>>
-  /** Absent when `rustNullHandler` serves the requests. */
+  /** Absent when `rustNullHandler` or `workers` serve the requests. */
   handler: Handler | undefined
+  workers: WorkerOptions | undefined
   handleSignals: boolean
   /** Milliseconds; 0 means no limit. */
   requestTimeout: number
@@ -200,12 +225,17 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   }
   const o = options as Record<string, unknown>
   const rustNullHandler = resolveEntry('rustNullHandler', { kind: 'boolean', default: false }, o.rustNullHandler, {} as SchemaContext)
-  const handler = rustNullHandler ? undefined : validHandler(o.handler)
+  const workers = o.workers === undefined ? undefined : validWorkers(o.workers)
   if (rustNullHandler && o.handler !== undefined) {
     throw OptionError.type('handler', 'undefined when rustNullHandler is true', o.handler)
   }
+  if (workers && o.handler !== undefined) throw OptionError.type('handler', 'undefined when workers is given', o.handler)
+  if (workers && rustNullHandler) throw OptionError.type('workers', 'undefined when rustNullHandler is true', o.workers)
+  const handler = rustNullHandler || workers ? undefined : validHandler(o.handler)
   const resolved: Record<string, number | boolean> = {}
-  const c: SchemaContext = { resolved, hasOp: (op) => (rustNullHandler ? true : handler?.[op] !== undefined) }
+  // A worker module's handler is not known here: assume it serves every op
+  // (what it lacks fails with EOPNOTSUPP, as on the main thread).
+  const c: SchemaContext = { resolved, hasOp: (op) => (rustNullHandler || workers ? true : handler?.[op] !== undefined) }
   for (const [name, spec] of Object.entries(DEVICE_SCHEMA) as Array<[SchemaKey, IntegerSpec | BooleanSpec]>) {
     resolved[name] = resolveEntry(name, spec, o[name], c)
   }
@@ -218,8 +248,10 @@ export function resolveOptions(options: unknown): ResolvedOptions {
       ...(resolved as { [K in SchemaKey]: (typeof DEVICE_SCHEMA)[K] extends BooleanSpec ? boolean : number }),
       ...(buffers && { buffers }),
       rustNullHandler: rustNullHandler as boolean,
+      workers: workers !== undefined,
     },
     handler,
+    workers,
     handleSignals,
     requestTimeout,
   }

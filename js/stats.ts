@@ -40,3 +40,41 @@ export function emptyStats(queue: number): QueueStats {
     rejectedCompletions: 0,
   }
 }
+
+/** The counters a dispatcher keeps, in the order of its `Float64Array`. */
+export const COUNTER_FIELDS = [
+  'reads',
+  'writes',
+  'flushes',
+  'discards',
+  'writeZeroes',
+  'other',
+  'bytesRead',
+  'bytesWritten',
+  'errors',
+  'timedOut',
+  'inFlight',
+] as const satisfies ReadonlyArray<keyof QueueStats>
+
+export type CounterField = (typeof COUNTER_FIELDS)[number]
+
+/** Each counter's index in a counters array. */
+export const C = Object.fromEntries(COUNTER_FIELDS.map((f, i) => [f, i])) as Record<CounterField, number>
+
+/**
+ * A queue's counters: local memory, or a SharedArrayBuffer when a worker
+ * thread serves the queue and the main thread reads them (one writer; an
+ * aligned 8-byte store is never seen torn on the platforms we build for).
+ */
+export function newCounters(shared = false): Float64Array {
+  const bytes = COUNTER_FIELDS.length * Float64Array.BYTES_PER_ELEMENT
+  return new Float64Array(shared ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes))
+}
+
+/** A snapshot of `counters` as `QueueStats`. */
+export function statsFrom(queue: number, counters: Float64Array, rejectedCompletions = 0): QueueStats {
+  const s = emptyStats(queue)
+  for (const f of COUNTER_FIELDS) s[f] = counters[C[f]]
+  s.rejectedCompletions = rejectedCompletions
+  return s
+}

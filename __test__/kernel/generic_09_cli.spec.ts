@@ -76,12 +76,26 @@ test('serve <module> serves a handler factory; serve --backend file: serves a fi
   t.is((await readFile(image)).subarray(3 * 4096, 3 * 4096 + 11).toString(), 'on the file')
 })
 
+test('serve <module> --workers serves the module on a worker thread', async (t) => {
+  requireUblkKernel()
+  const mod = await serve(t, join(__dirname, 'fixtures', 'xor-handler.js'), '--size', '8M', '--workers')
+  await sh('sh', ['-c', `printf 'hello worker' | dd of=${mod.path} bs=4096 seek=5 conv=sync oflag=direct status=none`])
+  const back = await sh('dd', [`if=${mod.path}`, 'bs=4096', 'skip=5', 'count=1', 'iflag=direct', 'status=none'])
+  t.is(back.slice(0, 12), 'hello worker')
+  const { code, signal } = await mod.stop()
+  t.true(code === 0 || signal === 'SIGTERM', `exit ${code ?? signal}`)
+  t.false(ublkBlockDevices().includes(`ublkb${mod.id}`))
+})
+
 test('usage errors exit 2 with the command help', async (t) => {
   const r = await ublk('serve', '--backend', 'memory')
   t.is(r.code, 2)
   t.regex(r.stderr, /needs --size/)
   t.regex(r.stderr, /Usage: ublk serve/)
   t.is((await ublk('nonsense')).code, 2)
+  const both = await ublk('serve', '--backend', 'memory', '--size', '8M', '--workers')
+  t.is(both.code, 2)
+  t.regex(both.stderr, /--workers serves a module/)
   const help = await ublk('delete', '--help')
   t.is(help.code, 0)
   t.regex(help.stdout, /--dead/)

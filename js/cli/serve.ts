@@ -1,13 +1,14 @@
 // `ublk serve`: serves a handler from a module, or a shipped backend, until
 // SIGINT/SIGTERM.
-import { resolve } from 'node:path'
-import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 import { FileBackend } from '../backends/file'
 import { MemoryBackend } from '../backends/memory'
 import { NullBackend } from '../backends/null'
 import { createDevice } from '../device'
 import type { Handler } from '../handler'
+import { handlerFromModule, HandlerModuleError } from '../modules'
+import type { WorkerOptions } from '../options'
+import { resolve } from 'node:path'
 import { EXIT, parseCount, parseSize, UsageError } from './args'
 
 export const serveHelp = `Usage: ublk serve <module> --size <bytes> [options]
@@ -18,11 +19,13 @@ Options:
   --depth <n>        requests in flight per queue (default 128)
   --read-only        the kernel refuses writes
   --id <n>           device id (default: the kernel picks)
+  --workers          serve each queue on its own worker thread (a module only)
 
 Serves /dev/ublkbN until SIGINT or SIGTERM, which delete the device. Prints
 the device path once it is live. <module> is a JS file (or TS, with tsx
 installed) whose default export is a handler object, or a function that
-takes the options ({ size, queues, queueDepth, readOnly }) and returns one.`
+takes the options ({ size, queues, queueDepth, readOnly }) and returns one
+(with --workers, each worker calls it, with { queue, queues, size } second).`
 
 /** The options a module's handler factory receives. */
 export interface ServeOptions {
@@ -32,30 +35,13 @@ export interface ServeOptions {
   readOnly: boolean
 }
 
-async function importModule(path: string): Promise<unknown> {
-  const url = pathToFileURL(resolve(path)).href
-  if (!/\.[mc]?ts$/.test(url)) return import(url)
-  let tsx: { tsImport(specifier: string, parent: string): Promise<unknown> }
+async function handlerFor(path: string, options: ServeOptions): Promise<Handler> {
   try {
-    tsx = (await import('tsx/esm/api')) as typeof tsx
-  } catch {
-    throw new UsageError(`${path} is TypeScript: install tsx (npm install tsx) or serve the compiled .js`)
+    return await handlerFromModule(path, [options])
+  } catch (err) {
+    if (err instanceof HandlerModuleError) throw new UsageError(err.message)
+    throw err
   }
-  return tsx.tsImport(url, __filename)
-}
-
-async function handlerFromModule(path: string, options: ServeOptions): Promise<Handler> {
-  const mod = (await importModule(path)) as { default?: unknown }
-  let exported = mod.default
-  // A CommonJS module imported as ESM has its exports under `default`.
-  if (exported && typeof exported === 'object' && 'default' in exported && Object.keys(exported).length === 1) {
-    exported = (exported as { default: unknown }).default
-  }
-  const handler = typeof exported === 'function' ? await (exported as (o: ServeOptions) => unknown)(options) : exported
-  if (typeof handler !== 'object' || handler === null || typeof (handler as Handler).read !== 'function') {
-    throw new UsageError(`${path}: the default export must be a handler object (with read) or a function returning one`)
-  }
-  return handler as Handler
 }
 
 export async function serve(argv: string[]): Promise<number> {
@@ -68,6 +54,7 @@ export async function serve(argv: string[]): Promise<number> {
       depth: { type: 'string' },
       'read-only': { type: 'boolean' },
       id: { type: 'string' },
+      workers: { type: 'boolean' },
     },
     allowPositionals: true,
     strict: true,
@@ -84,10 +71,12 @@ export async function serve(argv: string[]): Promise<number> {
   const id = values.id === undefined ? undefined : Number(values.id)
   if (id !== undefined && !(Number.isInteger(id) && id >= 0)) throw new UsageError(`--id must be a device number. Received "${values.id}"`)
 
-  let handler: Handler
+  const backend = values.backend
+  let handler: Handler | undefined
+  let workers: WorkerOptions | undefined
   let size = options.size
   let file: FileBackend | undefined
-  const backend = values.backend
+  if (backend !== undefined && values.workers) throw new UsageError('--workers serves a module, not a --backend')
   if (backend === 'memory' || backend === 'null') {
     if (size === undefined) throw new UsageError(`--backend ${backend} needs --size`)
     handler = backend === 'memory' ? new MemoryBackend(size) : new NullBackend()
@@ -100,10 +89,19 @@ export async function serve(argv: string[]): Promise<number> {
     throw new UsageError(`--backend must be memory, null or file:<path>. Received "${backend}"`)
   } else {
     if (size === undefined) throw new UsageError('serving a module needs --size')
-    handler = await handlerFromModule(positionals[0], options)
+    if (values.workers) workers = { module: resolve(positionals[0]), data: options }
+    else handler = await handlerFor(positionals[0], options)
   }
 
-  const dev = await createDevice({ size, queues: options.queues, queueDepth: options.queueDepth, readOnly: options.readOnly, handler, ...(id !== undefined && { id }) })
+  const dev = await createDevice({
+    size,
+    queues: options.queues,
+    queueDepth: options.queueDepth,
+    readOnly: options.readOnly,
+    ...(workers ? { workers } : { handler }),
+    ...(id !== undefined && { id }),
+  })
+  dev.on('workerError', (err: Error, queue: number) => console.error(`ublk serve: the worker of queue ${queue} died (${err.message}); restarting it`))
   dev.on('requestError', (err, ctx) => console.error(`ublk serve: ${ctx.op} on queue ${ctx.queue} failed: ${String(err)}`))
   console.log(dev.path)
   await new Promise((done) => dev.once('close', done))

@@ -158,6 +158,12 @@ impl TagBuffers {
         }
     }
 
+    /// The tags whose slot was replaced, with their current slot.
+    pub fn replacements(&self) -> Vec<(u16, Arc<IoBufferRegion>)> {
+        let owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
+        owners.iter().enumerate().filter_map(|(tag, slot)| Some((tag as u16, slot.clone()?))).collect()
+    }
+
     /// Gives `tag` a freshly mapped slot from its next request on, and
     /// returns it (to show to JavaScript).
     pub fn replace(&self, tag: u16) -> Result<Arc<IoBufferRegion>, UblkError> {

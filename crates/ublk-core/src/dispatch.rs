@@ -100,6 +100,12 @@ impl TagTable {
             && self.entries.get((id & wire::IO_ID_TAG_MASK) as usize).is_some_and(|e| e.load(Ordering::Acquire) == id | HELD)
     }
 
+    /// The io id the handlers hold on `tag`, if they hold one.
+    pub fn held_id(&self, tag: u16) -> Option<u32> {
+        let entry = self.entries.get(tag as usize)?.load(Ordering::Acquire);
+        (entry & HELD != 0).then_some(entry & !HELD)
+    }
+
     /// The tag of an io id.
     pub fn tag_of(id: u32) -> u16 {
         (id & wire::IO_ID_TAG_MASK) as u16
@@ -111,6 +117,10 @@ impl TagTable {
 /// (the receiver is gone or refused it): the caller then fails its requests.
 pub trait RequestSink: Send + Sync {
     fn deliver(&self, qid: u16, batch: Vec<u32>) -> bool;
+
+    /// Tags whose requests were delivered to a receiver that is gone (a
+    /// worker that died): the queue thread fails those still held with EIO.
+    fn take_lost(&self, _qid: u16, _into: &mut Vec<u16>) {}
 }
 
 /// Who serves a device's requests.
@@ -248,6 +258,11 @@ impl CompletionQueue {
 
     pub fn eventfd(&self) -> RawFd {
         self.eventfd.as_raw_fd()
+    }
+
+    /// Wakes the queue thread (if it waits) to look at its queue again.
+    pub fn nudge(&self) {
+        self.wake();
     }
 
     fn wake(&self) {

@@ -114,7 +114,15 @@ impl QueueServer {
         let mut completions: Vec<i32> = Vec::new();
         let mut served_here: Vec<i32> = Vec::new();
         let mut batch_ids: Vec<u32> = Vec::new();
+        let mut lost: Vec<u16> = Vec::new();
         loop {
+            if let Handling::Sink(sink) = &self.handling {
+                sink.take_lost(self.qid, &mut lost);
+                if !lost.is_empty() {
+                    let ids: Vec<u32> = lost.drain(..).filter_map(|tag| self.completions.tags().held_id(tag)).collect();
+                    self.fail_batch(&ids);
+                }
+            }
             // Commit what handlers completed until nothing is pending as
             // this thread goes to wait; from then on pushes wake it.
             while !self.completions.about_to_wait() {

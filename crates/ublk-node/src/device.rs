@@ -5,6 +5,7 @@
 
 use crate::buffers::{external_buffers_allowed, JsRegions};
 use crate::error::OutcomeError;
+use crate::workers::DeviceHub;
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::JsDeferred;
@@ -13,6 +14,7 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use ublk_core::device::{run_device, ControlMsg, DeviceInfo, DeviceShared};
 use ublk_core::dispatch::{Handling, RequestSink};
+use ublk_core::router::QueueRouter;
 use ublk_core::DeviceConfig;
 
 /// Device options as the TypeScript layer passes them (already validated
@@ -41,6 +43,10 @@ pub struct NativeDeviceOptions {
     /// Diagnostic: serve every request in the queue thread as a null target
     /// (zeros on read), never calling JavaScript.
     pub rust_null_handler: Option<bool>,
+    /// Worker mode: each queue's batches go to the worker attached for it
+    /// (`attachQueue(device.token, queue, onRequests)`), not to `start`'s
+    /// `onRequests`.
+    pub workers: Option<bool>,
 }
 
 /// A JS number that must be a whole count within `u16`.
@@ -168,6 +174,8 @@ pub struct NativeDevice {
     buffers_handed_out: Vec<bool>,
     /// The IO buffers JavaScript allocated, when external ones are refused.
     js_regions: Option<JsRegions>,
+    /// Worker mode: the router and the token workers find it by.
+    hub: Option<(Arc<DeviceHub>, u32)>,
 }
 
 fn settle_closed(d: JsDeferred<CloseOutcome, ClosedResolver>, outcome: CloseOutcome) {
@@ -182,11 +190,19 @@ impl NativeDevice {
     pub fn new(options: NativeDeviceOptions) -> Result<Self> {
         let config = options.to_config()?;
         config.validate().map_err(|e| Error::new(Status::InvalidArg, e.to_string()))?;
+        let shared = Arc::new(DeviceShared::default());
+        let hub = options.workers.unwrap_or(false).then(|| {
+            let hub =
+                Arc::new(DeviceHub { shared: shared.clone(), router: Arc::new(QueueRouter::new(config.nr_queues as usize)) });
+            let token = crate::workers::register(&hub);
+            (hub, token)
+        });
         Ok(NativeDevice {
             config,
+            hub,
             buffers_option: options.buffers.clone(),
             rust_null_handler: options.rust_null_handler.unwrap_or(false),
-            shared: Arc::new(DeviceShared::default()),
+            shared,
             control: None,
             lifecycle: Arc::new(Mutex::new(Lifecycle::Idle)),
             controller: None,
@@ -211,6 +227,15 @@ impl NativeDevice {
             return Err(Error::new(Status::GenericFailure, "the device was already started"));
         }
         let handling = match (on_requests, self.rust_null_handler) {
+            (None, false) if self.hub.is_some() => {
+                Handling::Sink(self.hub.as_ref().unwrap().0.router.clone() as Arc<dyn RequestSink>)
+            }
+            (Some(_), _) if self.hub.is_some() => {
+                return Err(Error::new(
+                    Status::InvalidArg,
+                    "a worker-mode device takes no onRequests: workers attach to its queues",
+                ))
+            }
             (None, true) => Handling::NullInQueue,
             (Some(on_requests), false) => {
                 Handling::Sink(Arc::new(JsSink { tsfn: batch_function(on_requests)? }) as Arc<dyn RequestSink>)
@@ -346,6 +371,20 @@ impl NativeDevice {
             }
             None => crate::buffers::external_region(env, q.buffers.replace(tag).map_err(core)?),
         }
+    }
+
+    /// Worker mode: the token a worker passes to `attachQueue`.
+    #[napi(getter)]
+    pub fn token(&self) -> Option<u32> {
+        self.hub.as_ref().map(|(_, token)| *token)
+    }
+
+    /// Worker mode: queue `queue`'s worker is gone (it died): its batches wait
+    /// for the next one, and what it held fails with EIO. Returns whether a
+    /// worker was attached.
+    #[napi]
+    pub fn detach_queue(&self, queue: u32) -> bool {
+        self.hub.as_ref().is_some_and(|(hub, _)| crate::workers::detach(hub, queue))
     }
 
     /// Completions of `queue` dropped by the checks of `complete` so far.

@@ -12,6 +12,7 @@ mod device;
 mod error;
 mod synthetic;
 mod wire;
+mod workers;
 
 use napi_derive::napi;
 

@@ -1,0 +1,110 @@
+// generic_12: worker mode, a JavaScript worker thread per queue. fio verifies
+// on 2 queues; the main thread can block on its own device (execSync,
+// spawnSync) without deadlock; a file system works; a module that fails to
+// load leaves no device; a worker that dies mid-IO fails only what it held,
+// is replaced, and the device goes on.
+import test from 'ava'
+import { execFileSync, spawnSync } from 'node:child_process'
+import { join } from 'node:path'
+import { createDevice } from '../../js'
+import { deviceFor, exec, fioAsync, requireUblkKernel, sh, tempMountPoint, ublkBlockDevices } from './helpers'
+
+const SIZE = 64 << 20
+const MODULE = join(__dirname, 'fixtures', 'shared-memory-handler.js')
+
+function workers(extra: Record<string, unknown> = {}) {
+  return { module: MODULE, data: { memory: new SharedArrayBuffer(SIZE), ...extra } }
+}
+
+test('fio crc32c verify on 2 queues served by 2 worker threads', async (t) => {
+  const dev = await deviceFor(t, { size: SIZE, queues: 2, workers: workers() })
+  const job = await fioAsync([
+    '--name=verify',
+    `--filename=${dev.path}`,
+    '--ioengine=io_uring',
+    '--direct=1',
+    '--rw=randwrite',
+    '--bsrange=4k-256k',
+    '--iodepth=32',
+    '--numjobs=2',
+    '--offset_increment=32M',
+    '--size=32M',
+    '--verify=crc32c',
+    '--do_verify=1',
+    '--verify_backlog=0',
+  ])
+  t.is(job.error, 0, job.stderr)
+  t.is(job.exit, 0, job.stderr)
+  const stats = dev.stats()
+  t.true(stats.every((q) => q.writes > 0 && q.reads > 0), `both workers served IO: ${JSON.stringify(stats)}`)
+  t.true(stats.every((q) => q.errors === 0 && q.inFlight === 0 && q.rejectedCompletions === 0))
+})
+
+test('the main thread may block on the device: execSync dd and spawnSync fio complete', async (t) => {
+  const dev = await deviceFor(t, { size: SIZE, queues: 2, workers: workers() })
+  execFileSync('dd', ['if=/dev/urandom', `of=${dev.path}`, 'bs=1M', 'count=8', 'oflag=direct', 'status=none'], { timeout: 120_000 })
+  const back = execFileSync('sh', ['-c', `dd if=${dev.path} bs=1M count=8 iflag=direct status=none | wc -c`], { timeout: 120_000 })
+  t.is(back.toString().trim(), String(8 << 20))
+  const fio = spawnSync(
+    'fio',
+    ['--name=sync', `--filename=${dev.path}`, '--rw=randrw', '--bs=4k', '--iodepth=16', '--ioengine=io_uring', '--direct=1', '--size=16M', '--verify=crc32c', '--do_verify=1'],
+    { encoding: 'utf8', timeout: 300_000 },
+  )
+  t.is(fio.status, 0, fio.stderr)
+})
+
+test('mkfs.ext4, mount, files, umount and fsck in worker mode', async (t) => {
+  const dev = await deviceFor(t, { size: SIZE, queues: 2, workers: workers() })
+  const mnt = tempMountPoint(t)
+  await sh('modprobe', ['ext4'])
+  execFileSync('mkfs.ext4', ['-q', '-F', dev.path], { timeout: 120_000 })
+  await sh('mount', [dev.path, mnt])
+  const sums = await sh('sh', ['-c', `cd ${mnt} && for i in $(seq 1 50); do head -c 20000 /dev/urandom > f$i; done && sha256sum f*`])
+  await sh('umount', [mnt])
+  const fsck = await exec('fsck.ext4', ['-fn', dev.path])
+  t.is(fsck.code, 0, fsck.stdout + fsck.stderr)
+  await sh('mount', [dev.path, mnt])
+  t.is(await sh('sh', ['-c', `cd ${mnt} && sha256sum f*`]), sums, 'every file reads back intact')
+})
+
+test('a worker module that throws at load rejects createDevice and leaves no device', async (t) => {
+  requireUblkKernel()
+  const before = ublkBlockDevices()
+  await t.throwsAsync(
+    createDevice({ size: SIZE, queues: 2, handleSignals: false, workers: { module: join(__dirname, 'fixtures', 'throws-at-load.js') } }),
+    { message: /broken on purpose/ },
+  )
+  t.deepEqual(ublkBlockDevices(), before)
+})
+
+test('a worker that exits mid-IO fails what it held with EIO, is replaced, and the device goes on', async (t) => {
+  const EXIT_AT = 8 << 20
+  const flags = new SharedArrayBuffer(4)
+  const dev = await deviceFor(t, { size: SIZE, queues: 1, workers: workers({ exitAt: EXIT_AT, flags }) })
+  const lost: Array<[Error, number]> = []
+  dev.on('workerError', (err: Error, queue: number) => lost.push([err, queue]))
+  await sh('dd', ['if=/dev/urandom', `of=${dev.path}`, 'bs=1M', 'count=4', 'oflag=direct', 'status=none'])
+  const failed = await exec('dd', [`if=${dev.path}`, 'of=/dev/null', 'bs=4k', `skip=${EXIT_AT / 4096}`, 'count=1', 'iflag=direct'])
+  t.not(failed.code, 0, 'the request the worker held failed')
+  t.regex(failed.stderr, /Input\/output error/)
+  t.is(lost.length, 1)
+  t.is(lost[0][1], 0)
+  t.regex(lost[0][0].message, /exited with code 3/)
+  // The replacement serves the queue: everything, that offset included.
+  const again = await exec('dd', [`if=${dev.path}`, 'of=/dev/null', 'bs=1M', 'count=16', 'iflag=direct'])
+  t.is(again.code, 0, again.stderr)
+  const job = await fioAsync([
+    '--name=after',
+    `--filename=${dev.path}`,
+    '--ioengine=io_uring',
+    '--direct=1',
+    '--rw=randwrite',
+    '--bs=4k',
+    '--iodepth=16',
+    '--size=8M',
+    '--verify=crc32c',
+    '--do_verify=1',
+  ])
+  t.is(job.error, 0, job.stderr)
+  t.is(dev.stats()[0].inFlight, 0)
+})

@@ -1,0 +1,151 @@
+//! Worker mode: a JavaScript worker thread per queue. The main thread's
+//! `NativeDevice` routes each queue's batches through a `QueueRouter`; a
+//! worker reaches the device by its token (a process-wide registry: the
+//! addon is loaded once per process, each worker with its own env) and
+//! attaches a threadsafe function into its own event loop for its queue.
+//! Its `QueueAttachment` offers the calls a dispatcher needs, for that queue.
+
+use crate::device::{batch_function, JsSink};
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use ublk_core::device::{DeviceShared, QueueShared};
+use ublk_core::dispatch::{RequestSink, TagTable};
+use ublk_core::router::QueueRouter;
+
+/// What a worker needs of a device: its queues and its router.
+pub struct DeviceHub {
+    pub shared: Arc<DeviceShared>,
+    pub router: Arc<QueueRouter>,
+}
+
+fn registry() -> &'static Mutex<HashMap<u32, Weak<DeviceHub>>> {
+    static HUBS: OnceLock<Mutex<HashMap<u32, Weak<DeviceHub>>>> = OnceLock::new();
+    HUBS.get_or_init(Default::default)
+}
+
+/// Registers `hub` and returns its token (unique in the process).
+pub fn register(hub: &Arc<DeviceHub>) -> u32 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    let token = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut hubs = registry().lock().unwrap_or_else(|e| e.into_inner());
+    hubs.retain(|_, hub| hub.strong_count() > 0);
+    hubs.insert(token, Arc::downgrade(hub));
+    token
+}
+
+fn lookup(token: u32) -> Option<Arc<DeviceHub>> {
+    registry().lock().unwrap_or_else(|e| e.into_inner()).get(&token)?.upgrade()
+}
+
+/// A worker's hold on the one queue it serves.
+#[napi]
+pub struct QueueAttachment {
+    hub: Arc<DeviceHub>,
+    queue: u32,
+    buffer_handed_out: bool,
+    attached: bool,
+}
+
+/// Attaches the calling worker to queue `queue` of the device with `token`:
+/// its batches go to `onRequests(queue, batch)` on this thread from now on
+/// (batches that waited for a worker first). Throws if the device is gone, or
+/// the queue already has a worker.
+#[napi]
+pub fn attach_queue(token: u32, queue: u32, on_requests: Function<FnArgs<(u32, Uint32Array)>, ()>) -> Result<QueueAttachment> {
+    let hub = lookup(token).ok_or_else(|| Error::new(Status::InvalidArg, format!("no live device has token {token}")))?;
+    let qid = u16::try_from(queue).map_err(|_| Error::new(Status::InvalidArg, format!("no queue {queue}")))?;
+    let sink = Arc::new(JsSink { tsfn: batch_function(on_requests)? }) as Arc<dyn RequestSink>;
+    if !hub.router.attach(qid, sink) {
+        return Err(Error::new(
+            Status::GenericFailure,
+            format!("queue {queue} has a worker already, or the device has no such queue"),
+        ));
+    }
+    Ok(QueueAttachment { hub, queue, buffer_handed_out: false, attached: true })
+}
+
+impl QueueAttachment {
+    fn check(&self, queue: u32) -> Result<()> {
+        if queue != self.queue {
+            return Err(Error::new(Status::InvalidArg, format!("this worker serves queue {}, not {queue}", self.queue)));
+        }
+        Ok(())
+    }
+
+    fn with_queue<R>(&self, queue: u32, f: impl FnOnce(&QueueShared) -> Result<R>) -> Result<R> {
+        self.check(queue)?;
+        let queues = self.hub.shared.queues().ok_or_else(|| Error::new(Status::GenericFailure, "the device has no queues"))?;
+        let q = queues.get(queue as usize).ok_or_else(|| Error::new(Status::InvalidArg, format!("no queue {queue}")))?;
+        f(q)
+    }
+}
+
+#[napi]
+impl QueueAttachment {
+    /// The queue's buffer region as one external ArrayBuffer in this
+    /// worker's isolate (handed out once per attachment).
+    #[napi(ts_return_type = "ArrayBuffer")]
+    pub fn queue_buffer<'env>(&mut self, env: &'env Env, queue: u32) -> Result<Unknown<'env>> {
+        if self.buffer_handed_out {
+            return Err(Error::new(Status::GenericFailure, format!("queue {queue}'s buffer was already handed out")));
+        }
+        let region = self.with_queue(queue, |q| Ok(q.buffers.region().clone()))?;
+        let value = crate::buffers::external_region(env, region)?;
+        self.buffer_handed_out = true;
+        Ok(value)
+    }
+
+    /// Tags whose slot was replaced (after a timeout, maybe in an earlier
+    /// worker), each with its current slot: `[tag, ArrayBuffer]` pairs.
+    #[napi(ts_return_type = "Array<[number, ArrayBuffer]>")]
+    pub fn replaced_slots<'env>(&self, env: &'env Env, queue: u32) -> Result<Vec<(u32, Unknown<'env>)>> {
+        let slots = self.with_queue(queue, |q| Ok(q.buffers.replacements()))?;
+        slots.into_iter().map(|(tag, slot)| Ok((tag as u32, crate::buffers::external_region(env, slot)?))).collect()
+    }
+
+    #[napi]
+    pub fn slot_bytes(&self, queue: u32) -> Result<u32> {
+        self.with_queue(queue, |q| Ok(q.buffers.region().stride() as u32))
+    }
+
+    /// Exactly `NativeDevice.complete`, for this worker's queue.
+    #[napi]
+    pub fn complete(&self, queue: u32, pairs: Int32ArraySlice) -> Result<i32> {
+        self.check(queue)?;
+        Ok(match self.hub.shared.with_queue(queue as usize, |q| q.completions.push(&pairs)) {
+            Some(Some(rejected)) => rejected as i32,
+            _ => -1,
+        })
+    }
+
+    /// Exactly `NativeDevice.replaceSlot`, for this worker's queue.
+    #[napi(ts_return_type = "ArrayBuffer")]
+    pub fn replace_slot<'env>(&self, env: &'env Env, queue: u32, id: u32) -> Result<Unknown<'env>> {
+        let slot = self.with_queue(queue, |q| {
+            if !q.completions.tags().is_held(id) {
+                return Err(Error::new(Status::InvalidArg, format!("request {id} of queue {queue} is not with the handlers")));
+            }
+            q.buffers.replace(TagTable::tag_of(id)).map_err(|e| Error::new(Status::GenericFailure, e.to_string()))
+        })?;
+        crate::buffers::external_region(env, slot)
+    }
+
+    /// Stops receiving batches (they wait for the next worker) and lets the
+    /// requests this worker still holds fail with EIO. Idempotent.
+    #[napi]
+    pub fn detach(&mut self) {
+        if std::mem::take(&mut self.attached) {
+            detach(&self.hub, self.queue);
+        }
+    }
+}
+
+/// Detaches queue `queue`'s worker and has its queue thread fail what the
+/// worker held.
+pub fn detach(hub: &DeviceHub, queue: u32) -> bool {
+    let detached = hub.router.detach(queue as u16);
+    hub.shared.with_queue(queue as usize, |q| q.completions.nudge());
+    detached
+}
