@@ -108,6 +108,11 @@ export declare class SyntheticQueue {
   /** Completions dropped by the checks so far. */
   rejectedCompletions(queue: number): number
   /**
+   * The floor under `run`: the same round trip with a Rust thread as the
+   * handler (eventfd wake each way, no JavaScript).
+   */
+  runFloor(batch: number, requests: number): Promise<SyntheticOutcome>
+  /**
    * Sends `requests` 4 KiB READs to `onRequests` in batches of `batch`
    * from a Rust thread, each batch once the previous one completed.
    */

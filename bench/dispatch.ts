@@ -48,14 +48,35 @@ export async function measureDispatch(handler: Handler, batch: number, requests:
   }
 }
 
+/** The same round trip with a Rust thread as the handler: the floor. */
+export async function measureFloor(batch: number, requests: number): Promise<Omit<DispatchFigure, 'handler'>> {
+  const queue = new native.SyntheticQueue(Math.max(batch, 128), 4096)
+  const outcome = await queue.runFloor(batch, requests)
+  if (outcome.error) throw new Error(`synthetic floor run failed: ${outcome.error.code}: ${outcome.error.message}`)
+  return { batch, requests: outcome.requests, requestsPerSecond: outcome.requests / (outcome.elapsedNs / 1e9), nsPerRequest: outcome.elapsedNs / outcome.requests }
+}
+
+export const FLOOR = 'Rust thread (floor)'
+
 export async function runDispatchBenchmark(requests: number, log: (line: string) => void = () => {}): Promise<DispatchFigure[]> {
   const figures: DispatchFigure[] = []
+  const line = (f: DispatchFigure, floor?: DispatchFigure) =>
+    `${f.handler.padEnd(20)} batch ${String(f.batch).padStart(3)}: ${Math.round(f.requestsPerSecond).toLocaleString('en-US').padStart(10)} req/s  ${f.nsPerRequest.toFixed(0).padStart(6)} ns/req` +
+    (floor ? `  ${(f.nsPerRequest / floor.nsPerRequest).toFixed(1).padStart(5)}x the floor` : '')
+  const floors = new Map<number, DispatchFigure>()
+  for (const batch of BATCH_SIZES) {
+    await measureFloor(batch, Math.min(requests, 2000))
+    const f = { handler: FLOOR, ...(await measureFloor(batch, requests)) }
+    floors.set(batch, f)
+    figures.push(f)
+    log(line(f))
+  }
   for (const [name, make] of Object.entries(HANDLERS)) {
     for (const batch of BATCH_SIZES) {
       await measureDispatch(make(), batch, Math.min(requests, 2000)) // warm-up (JIT)
       const f = { handler: name, ...(await measureDispatch(make(), batch, requests)) }
       figures.push(f)
-      log(`${name.padEnd(20)} batch ${String(batch).padStart(3)}: ${Math.round(f.requestsPerSecond).toLocaleString('en-US').padStart(10)} req/s  ${f.nsPerRequest.toFixed(0).padStart(6)} ns/req`)
+      log(line(f, floors.get(batch)))
     }
   }
   return figures

@@ -30,7 +30,9 @@ function version(cmd: string, args: string[]): string {
 async function main(): Promise<void> {
   if (!out) throw new Error('usage: bench/run.ts --out=FILE [--quick]')
   for (const mod of ['ublk_drv', 'loop']) await sh('modprobe', [mod]).catch(() => undefined)
-  const targets = TARGETS.filter((t) => !quick || QUICK_TARGETS.includes(t.name))
+  // UBLK_BENCH_ONLY="name,name": just those targets (an A/B of a hot-path change).
+  const only = process.env.UBLK_BENCH_ONLY?.split(',').map((n) => n.trim())
+  const targets = TARGETS.filter((t) => (only ? only.includes(t.name) : !quick || QUICK_TARGETS.includes(t.name)))
   const cases = quick ? QUICK_CASES : CASES
   const run: BenchRun = {
     version: 1,

@@ -1,14 +1,20 @@
 // Serves one of our benchmark targets until SIGTERM (which closes the device).
-//   node bench/serve.js <null|memory|rust-null> <queues> <size in bytes>
+//   node bench/serve.js <null|memory|rust-null|null-workers|xts-main|xts-workers> <queues> <size in bytes>
 // Prints the device path once it is live. Uses the built package (dist/).
 'use strict'
+const { randomBytes } = require('node:crypto')
+const { join } = require('node:path')
 const { createDevice, NullBackend, MemoryBackend } = require('../dist')
 
 const [backend, queues, size] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4])]
 const options = { size, queues, queueDepth: 128 }
+const xtsData = () => ({ memory: new SharedArrayBuffer(size), key: randomBytes(64) })
 if (backend === 'rust-null') options.rustNullHandler = true
 else if (backend === 'null') options.handler = new NullBackend()
 else if (backend === 'memory') options.handler = new MemoryBackend(size)
+else if (backend === 'null-workers') options.workers = { module: join(__dirname, 'handlers', 'null.js') }
+else if (backend === 'xts-main') options.handler = require('./handlers/xts-memory')(xtsData())
+else if (backend === 'xts-workers') options.workers = { module: join(__dirname, 'handlers', 'xts-memory.js'), data: xtsData() }
 else {
   console.error(`unknown backend ${backend}`)
   process.exit(2)

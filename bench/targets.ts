@@ -28,11 +28,13 @@ const quiet = (p: Promise<unknown>): Promise<void> => p.then(
 )
 const WORKDIR = '/mnt/ublk-bench'
 
-function ours(name: string, backend: 'null' | 'memory' | 'rust-null', queues: number, description: string): Target {
+type Backend = 'null' | 'memory' | 'rust-null' | 'null-workers' | 'xts-main' | 'xts-workers'
+
+function ours(name: string, backend: Backend, queues: number, description: string): Target {
   return {
     name,
     description,
-    keepsData: backend === 'memory',
+    keepsData: backend === 'memory' || backend.startsWith('xts'),
     async start(sizeBytes) {
       const server = await spawnServer([join(__dirname, 'serve.js'), backend, String(queues), String(sizeBytes)])
       return {
@@ -108,6 +110,10 @@ export const TARGETS: Target[] = [
   ours('NullBackend q2', 'null', 2, 'NullBackend through JS, 2 queues'),
   ours('MemoryBackend q1', 'memory', 1, 'MemoryBackend through JS, 1 queue'),
   ours('MemoryBackend q2', 'memory', 2, 'MemoryBackend through JS, 2 queues'),
+  ours('NullBackend workers q1', 'null-workers', 1, 'NullBackend on a worker thread per queue, 1 queue'),
+  ours('NullBackend workers q2', 'null-workers', 2, 'NullBackend on a worker thread per queue, 2 queues'),
+  ours('XTS main q2', 'xts-main', 2, 'AES-256-XTS over RAM (CPU-bound) on the main thread, 2 queues'),
+  ours('XTS workers q2', 'xts-workers', 2, 'AES-256-XTS over RAM (CPU-bound) on a worker per queue, 2 queues'),
   ours('Rust null q1', 'rust-null', 1, 'the diagnostic Rust null handler (no JS hop), 1 queue'),
   ours('Rust null q2', 'rust-null', 2, 'the diagnostic Rust null handler (no JS hop), 2 queues'),
   nullBlk,
@@ -116,7 +122,19 @@ export const TARGETS: Target[] = [
 ]
 
 /** `--quick`: what the goals compare. */
-export const QUICK_TARGETS = ['NullBackend q2', 'MemoryBackend q2', 'Rust null q2', 'null_blk', 'NBD (nbdkit memory)']
+export const QUICK_TARGETS = [
+  'NullBackend q1',
+  'NullBackend q2',
+  'NullBackend workers q1',
+  'NullBackend workers q2',
+  'XTS main q2',
+  'XTS workers q2',
+  'MemoryBackend q2',
+  'Rust null q1',
+  'Rust null q2',
+  'null_blk',
+  'NBD (nbdkit memory)',
+]
 
 /** CPU time (user + system) of a process and all its threads, in nanoseconds. */
 export async function cpuTimeNs(pid: number): Promise<number> {

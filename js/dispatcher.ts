@@ -88,6 +88,9 @@ export class QueueDispatcher {
   readonly counters: Float64Array
   private readonly slots: Buffer[] = []
   private readonly slotBytes: number
+  /** Per tag: the last view made shorter than the slot, and its length (views are reused). */
+  private readonly views: Array<Buffer | undefined> = []
+  private readonly viewLengths: Int32Array
   /** Per tag: the io id the handler holds, or NOT_HELD. */
   private readonly held: Int32Array
   /** Per tag: the sweep epoch its request arrived in. */
@@ -114,6 +117,7 @@ export class QueueDispatcher {
       this.slots.push(Buffer.from(region, offset, this.slotBytes))
     }
     for (const [tag, slot] of port.replacedSlots?.(queue) ?? []) this.slots[tag] = Buffer.from(slot)
+    this.viewLengths = new Int32Array(this.slots.length)
     this.held = new Int32Array(this.slots.length).fill(NOT_HELD)
     this.arrived = new Uint32Array(this.slots.length)
     this.contexts = new Array(this.slots.length)
@@ -216,11 +220,22 @@ export class QueueDispatcher {
     throw new UblkError('EOPNOTSUPP')
   }
 
-  /** A view of exactly the request's bytes in the tag's slot. */
+  /**
+   * A view of exactly the request's bytes in the tag's slot. The last short
+   * view of each tag is kept and handed out again for a request of the same
+   * length (the same memory either way): no allocation per request when the
+   * request sizes repeat.
+   */
   private view(tag: number, length: number): Buffer {
     if (length > this.slotBytes) throw new UblkError('EIO', `a ${length}-byte request does not fit a ${this.slotBytes}-byte slot`)
     const slot = this.slots[tag]
-    return length === this.slotBytes ? slot : slot.subarray(0, length)
+    if (length === this.slotBytes) return slot
+    const cached = this.views[tag]
+    if (cached !== undefined && this.viewLengths[tag] === length) return cached
+    const view = slot.subarray(0, length)
+    this.views[tag] = view
+    this.viewLengths[tag] = length
+    return view
   }
 
   private fail(id: number, err: unknown, ctx: RequestContext): void {
@@ -278,6 +293,7 @@ export class QueueDispatcher {
         continue
       }
       this.slots[tag] = fresh
+      this.views[tag] = undefined
       this.counters[C.timedOut]++
       if (ctx) {
         const ms = this.options.requestTimeout

@@ -7,7 +7,7 @@ import test from 'ava'
 import { execFileSync, spawnSync } from 'node:child_process'
 import { join } from 'node:path'
 import { createDevice } from '../../js'
-import { deviceFor, exec, fioAsync, requireUblkKernel, sh, tempMountPoint, ublkBlockDevices } from './helpers'
+import { deviceFor, exec, fioAsync, requireUblkKernel, sh, spawnServer, tempMountPoint, ublkBlockDevices } from './helpers'
 
 const SIZE = 64 << 20
 const MODULE = join(__dirname, 'fixtures', 'shared-memory-handler.js')
@@ -108,3 +108,37 @@ test('a worker that exits mid-IO fails what it held with EIO, is replaced, and t
   t.is(job.error, 0, job.stderr)
   t.is(dev.stats()[0].inFlight, 0)
 })
+
+test("a worker's handler error reaches the main thread as 'requestError', and the reader sees EIO", async (t) => {
+  const FAIL_AT = 4 << 20
+  const dev = await deviceFor(t, { size: SIZE, queues: 1, workers: workers({ failAt: FAIL_AT }) })
+  const errors: Array<[Error, { op: string; queue: number }]> = []
+  dev.on('requestError', (err: Error, ctx: { op: string; queue: number }) => errors.push([err, ctx]))
+  const r = await exec('dd', [`if=${dev.path}`, 'of=/dev/null', 'bs=4k', `skip=${FAIL_AT / 4096}`, 'count=1', 'iflag=direct'])
+  t.not(r.code, 0)
+  t.regex(r.stderr, /Input\/output error/)
+  await new Promise((resolve) => setTimeout(resolve, 200)) // the message crosses threads
+  t.is(errors.length, 1)
+  t.true(errors[0][0] instanceof Error)
+  t.regex(errors[0][0].message, /no data at 4194304 \(queue 0\)/)
+  t.like(errors[0][1], { op: 'read', queue: 0 })
+  t.is(dev.stats()[0].errors, 1)
+})
+
+for (const [how, env] of [
+  ['SIGTERM', {}],
+  ['process.exit()', { UBLK_TEST_EXIT_AFTER_START: '1' }],
+] as const) {
+  test(`a worker-mode server's devices are deleted on ${how}`, async (t) => {
+    requireUblkKernel()
+    const server = await spawnServer([join(__dirname, 'fixtures', 'serve.js')], { env: { ...process.env, UBLK_TEST_WORKERS: '1', UBLK_TEST_QUEUES: '2', ...env }, t })
+    if (how === 'SIGTERM') {
+      const read = await exec('dd', [`if=${server.path}`, 'of=/dev/null', 'bs=64k', 'count=16', 'iflag=direct'])
+      t.is(read.code, 0, read.stderr)
+      await server.stop()
+    } else {
+      await server.exited()
+    }
+    t.false(ublkBlockDevices().includes(`ublkb${server.id}`))
+  })
+}

@@ -7,6 +7,7 @@
 use crate::dispatch::{wire, CompletionQueue, RequestSink};
 use crate::error::{last_errno, UblkError};
 use libublk::sys;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What one run measured.
@@ -77,6 +78,78 @@ pub fn run(
     Ok(SyntheticReport { requests: done, batches, elapsed: started.elapsed() })
 }
 
+/// The floor under the JS hop: the same round trip with a Rust thread as the
+/// handler. Each batch goes to that thread through a mutex-protected slot and
+/// an eventfd wake-up; it completes every request at once through the same
+/// `CompletionQueue` and eventfd. No JavaScript, no allocation per request.
+struct RustEcho {
+    state: Arc<EchoState>,
+}
+
+struct EchoState {
+    batch: std::sync::Mutex<Option<Vec<u32>>>,
+    wake: std::os::fd::OwnedFd,
+    completions: Arc<CompletionQueue>,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+impl RequestSink for RustEcho {
+    fn deliver(&self, _qid: u16, batch: Vec<u32>) -> bool {
+        *self.state.batch.lock().unwrap_or_else(|e| e.into_inner()) = Some(batch);
+        signal(&self.state.wake);
+        true
+    }
+}
+
+fn signal(fd: &std::os::fd::OwnedFd) {
+    use std::os::fd::AsRawFd;
+    let one: u64 = 1;
+    // SAFETY: writes 8 bytes from a live u64 to an eventfd we own.
+    unsafe { libc::write(fd.as_raw_fd(), &one as *const u64 as *const libc::c_void, 8) };
+}
+
+/// Like `run`, with the Rust echo thread as the handler: the floor the JS
+/// figures are a ratio to.
+pub fn run_floor(completions: Arc<CompletionQueue>, batch: u16, requests: u64, bytes: u32) -> Result<SyntheticReport, UblkError> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::sync::atomic::Ordering;
+    // SAFETY: eventfd(2) with constant flags; the result is checked.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(UblkError::Os { what: "eventfd", errno: last_errno() });
+    }
+    let state = Arc::new(EchoState {
+        batch: std::sync::Mutex::new(None),
+        // SAFETY: `fd` is a fresh descriptor nothing else owns.
+        wake: unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) },
+        completions: completions.clone(),
+        stop: std::sync::atomic::AtomicBool::new(false),
+    });
+    let echo = state.clone();
+    let handler = std::thread::spawn(move || {
+        let mut pairs: Vec<i32> = Vec::new();
+        while !echo.stop.load(Ordering::Acquire) {
+            if wait_readable(echo.wake.as_raw_fd(), Duration::from_millis(100)).is_err() {
+                continue;
+            }
+            let mut value = 0u64;
+            // SAFETY: reads 8 bytes into a live u64 from our non-blocking eventfd.
+            unsafe { libc::read(echo.wake.as_raw_fd(), &mut value as *mut u64 as *mut libc::c_void, 8) };
+            let Some(batch) = echo.batch.lock().unwrap_or_else(|e| e.into_inner()).take() else { continue };
+            pairs.clear();
+            for r in batch.chunks_exact(wire::REQUEST_WORDS) {
+                pairs.extend_from_slice(&[r[wire::REQUEST_IO_ID] as i32, (r[wire::REQUEST_NR_SECTORS] * 512) as i32]);
+            }
+            echo.completions.push(&pairs);
+        }
+    });
+    let result = run(&RustEcho { state: state.clone() }, &completions, batch, requests, bytes);
+    state.stop.store(true, Ordering::Release);
+    signal(&state.wake);
+    let _ = handler.join();
+    result
+}
+
 fn wait_readable(fd: i32, timeout: Duration) -> Result<(), UblkError> {
     let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
     loop {
@@ -94,7 +167,6 @@ fn wait_readable(fd: i32, timeout: Duration) -> Result<(), UblkError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     /// Completes every request at once from another thread, like a sync handler.
     struct Echo(Arc<CompletionQueue>);
@@ -118,6 +190,13 @@ mod tests {
         let q = Arc::new(CompletionQueue::new(8).unwrap());
         let report = run(&Echo(q.clone()), &q, 8, 100, 4096).unwrap();
         assert_eq!((report.requests, report.batches), (100, 13));
+    }
+
+    #[test]
+    fn the_rust_floor_runs_every_request() {
+        let q = Arc::new(CompletionQueue::new(16).unwrap());
+        let report = run_floor(q, 16, 1000, 4096).unwrap();
+        assert_eq!(report.requests, 1000);
     }
 
     #[test]

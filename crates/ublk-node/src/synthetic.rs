@@ -23,6 +23,18 @@ pub struct SyntheticOutcome {
     pub elapsed_ns: f64,
 }
 
+fn outcome_of(result: std::result::Result<ublk_core::synthetic::SyntheticReport, ublk_core::UblkError>) -> SyntheticOutcome {
+    match result {
+        Ok(r) => SyntheticOutcome {
+            error: None,
+            requests: r.requests as f64,
+            batches: r.batches as f64,
+            elapsed_ns: r.elapsed.as_nanos() as f64,
+        },
+        Err(e) => SyntheticOutcome { error: Some(OutcomeError::from_core(&e)), requests: 0.0, batches: 0.0, elapsed_ns: 0.0 },
+    }
+}
+
 type SyntheticResolver = Box<dyn FnOnce(Env) -> Result<SyntheticOutcome> + Send>;
 
 /// A queue without a kernel: `depth` tags of `slotBytes` each.
@@ -89,6 +101,33 @@ impl SyntheticQueue {
     #[napi]
     pub fn rejected_completions(&self, _queue: u32) -> f64 {
         self.completions.rejected() as f64
+    }
+
+    /// The floor under `run`: the same round trip with a Rust thread as the
+    /// handler (eventfd wake each way, no JavaScript).
+    #[napi(ts_return_type = "Promise<SyntheticOutcome>")]
+    pub fn run_floor<'env>(&mut self, env: &'env Env, batch: u32, requests: f64) -> Result<Object<'env>> {
+        let depth = self.buffers.region().depth() as u32;
+        if self.running.load(Ordering::Acquire) {
+            return Err(Error::new(Status::GenericFailure, "a synthetic run is already going"));
+        }
+        if batch == 0 || batch > depth || requests.is_nan() || requests < 1.0 {
+            return Err(Error::new(Status::InvalidArg, format!("batch must be 1-{depth} and requests at least 1")));
+        }
+        let (deferred, promise) = env.create_deferred::<SyntheticOutcome, SyntheticResolver>()?;
+        let completions = self.completions.clone();
+        self.running.store(true, Ordering::Release);
+        let running = self.running.clone();
+        let requests = requests as u64;
+        std::thread::Builder::new()
+            .name("ublk-synthetic".into())
+            .spawn(move || {
+                let outcome = outcome_of(ublk_core::synthetic::run_floor(completions, batch as u16, requests, 4096));
+                running.store(false, Ordering::Release);
+                deferred.resolve(Box::new(move |_| Ok(outcome)));
+            })
+            .map_err(|e| Error::new(Status::GenericFailure, format!("cannot spawn the synthetic source: {e}")))?;
+        Ok(promise)
     }
 
     /// Sends `requests` 4 KiB READs to `onRequests` in batches of `batch`
