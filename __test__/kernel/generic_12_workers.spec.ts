@@ -5,9 +5,10 @@
 // is replaced, and the device goes on.
 import test from 'ava'
 import { execFileSync, spawnSync } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createDevice } from '../../js'
-import { deviceFor, exec, fioAsync, requireUblkKernel, sh, spawnServer, tempMountPoint, ublkBlockDevices } from './helpers'
+import { deviceFor, exec, fioAsync, requireUblkKernel, sh, spawnServer, tempDir, tempImage, tempMountPoint, ublkBlockDevices } from './helpers'
 
 const SIZE = 64 << 20
 const MODULE = join(__dirname, 'fixtures', 'shared-memory-handler.js')
@@ -80,7 +81,9 @@ test('a worker module that throws at load rejects createDevice and leaves no dev
 test('a worker that exits mid-IO fails what it held with EIO, is replaced, and the device goes on', async (t) => {
   const EXIT_AT = 8 << 20
   const flags = new SharedArrayBuffer(4)
-  const dev = await deviceFor(t, { size: SIZE, queues: 1, workers: workers({ exitAt: EXIT_AT, flags }) })
+  // One tag: the request the dead worker held and every later one share it,
+  // so the successor must see the slot that tag was moved to.
+  const dev = await deviceFor(t, { size: SIZE, queues: 1, queueDepth: 1, workers: workers({ exitAt: EXIT_AT, flags }) })
   const lost: Array<[Error, number]> = []
   dev.on('workerError', (err: Error, queue: number) => lost.push([err, queue]))
   await sh('dd', ['if=/dev/urandom', `of=${dev.path}`, 'bs=1M', 'count=4', 'oflag=direct', 'status=none'])
@@ -142,3 +145,32 @@ for (const [how, env] of [
     t.false(ublkBlockDevices().includes(`ublkb${server.id}`))
   })
 }
+
+test("a dying worker's pending thread-pool read holds its exit; then its request fails and the queue goes on", async (t) => {
+  // Node ends a worker only once its thread-pool requests are done, so no
+  // native write into a request's buffer can land after 'exit'.
+  const EXIT_AT = 8 << 20
+  const fifo = join(tempDir(t), 'late')
+  await sh('mkfifo', [fifo])
+  const dev = await deviceFor(t, {
+    size: SIZE,
+    queues: 1,
+    queueDepth: 1, // one tag: the dying worker's request and every later one share it
+    workers: workers({ exitAt: EXIT_AT, flags: new SharedArrayBuffer(4), lateFifo: fifo }),
+  })
+  let lost = 0
+  dev.on('workerError', () => lost++)
+  const read = exec('dd', [`if=${dev.path}`, 'of=/dev/null', 'bs=4k', `skip=${EXIT_AT / 4096}`, 'count=1', 'iflag=direct'])
+  await new Promise((resolve) => setTimeout(resolve, 3000))
+  t.is(lost, 0, 'the worker has not exited while its read is pending')
+  writeFileSync(fifo, Buffer.alloc(4096, 0xee))
+  const failed = await read
+  t.not(failed.code, 0)
+  t.regex(failed.stderr, /Input\/output error/)
+  t.is(lost, 1)
+  const image = await tempImage(t, 64 << 10, 'data')
+  await sh('dd', ['if=/dev/urandom', `of=${image}`, 'bs=64k', 'count=1', 'status=none'])
+  await sh('dd', [`if=${image}`, `of=${dev.path}`, 'bs=64k', 'seek=256', 'oflag=direct', 'status=none'])
+  const back = await sh('sh', ['-c', `dd if=${dev.path} bs=64k skip=256 count=1 iflag=direct status=none | sha256sum`])
+  t.is(back.split(' ')[0], (await sh('sha256sum', [image])).split(' ')[0], 'the successor serves the tag intact')
+})

@@ -93,13 +93,19 @@ impl QueueRouter {
 
     /// Detaches queue `qid`'s sink (its worker died or is leaving): later
     /// batches park, and what the sink held is for the queue thread to fail.
-    /// Returns whether a sink was attached.
-    pub fn detach(&self, qid: u16) -> bool {
+    /// Calls `retire` for every tag delivered to that sink (those still held
+    /// are the ones it took down with it) before the queue thread can fail
+    /// any of them: `retire` runs under the route's lock, which `take_lost`
+    /// needs. Returns whether a sink was attached.
+    pub fn detach(&self, qid: u16, mut retire: impl FnMut(u16)) -> bool {
         let Some(mut route) = self.route(qid) else { return false };
         if route.sink.take().is_none() {
             return false;
         }
         let epoch = route.epoch;
+        for (tag, _) in route.delivered.iter().enumerate().filter(|(_, e)| **e == epoch) {
+            retire(tag as u16);
+        }
         route.lost.push(epoch);
         self.any_lost[qid as usize].store(true, Ordering::Release);
         true
@@ -197,7 +203,10 @@ mod tests {
         let a = Arc::new(Recorder::default());
         router.attach(0, a);
         router.deliver(0, batch(&[1, 2]));
-        assert!(router.detach(0));
+        let mut retired = Vec::new();
+        assert!(router.detach(0, |tag| retired.push(tag)));
+        assert_eq!(retired, vec![1, 2]);
+        assert!(!router.detach(0, |_| panic!("nothing attached any more")));
         router.deliver(0, batch(&[5])); // parked: the dead worker never saw it
         assert_eq!(lost(&router), vec![1, 2]);
         assert!(lost(&router).is_empty(), "each lost tag once");

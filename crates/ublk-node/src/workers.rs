@@ -143,9 +143,21 @@ impl QueueAttachment {
 }
 
 /// Detaches queue `queue`'s worker and has its queue thread fail what the
-/// worker held.
+/// worker held. Those requests' slots are retired first, as after a timeout:
+/// native work the worker started (a thread-pool read into a request's
+/// buffer) may still write them after the tags are reused. A successor's
+/// dispatcher sees the replacements (`replacedSlots`).
 pub fn detach(hub: &DeviceHub, queue: u32) -> bool {
-    let detached = hub.router.detach(queue as u16);
-    hub.shared.with_queue(queue as usize, |q| q.completions.nudge());
+    let queues = hub.shared.queues();
+    let q = queues.as_deref().and_then(|qs| qs.get(queue as usize));
+    let detached = hub.router.detach(queue as u16, |tag| {
+        if let Some(q) = q.filter(|q| q.completions.tags().held_id(tag).is_some()) {
+            // Best effort: without a fresh slot the tag keeps its own.
+            let _ = q.buffers.replace(tag);
+        }
+    });
+    if let Some(q) = q {
+        q.completions.nudge();
+    }
     detached
 }
