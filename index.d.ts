@@ -17,13 +17,14 @@ export declare class NativeDevice {
    */
   constructor(options: NativeDeviceOptions)
   /**
-   * Adds and starts the device on its own controller thread. Request
-   * batches go to `onRequests(queue, batch)` from the moment the queues
-   * are primed (START_DEV's partition scan needs them); with
-   * `rustNullHandler` there is no `onRequests`. Resolves with the kernel's
-   * device info, or an error outcome.
+   * Adds and starts the device on its own controller thread. From the
+   * moment the queues are primed (START_DEV's partition scan needs them),
+   * `onRequests(queue)` is called whenever requests wait in that queue's
+   * request ring (`queueRing`); with `rustNullHandler` there is no
+   * `onRequests`. Resolves with the kernel's device info, or an error
+   * outcome.
    */
-  start(onRequests?: ((arg0: number, arg1: Uint32Array) => void) | undefined | null): Promise<StartOutcome>
+  start(onRequests?: ((arg: number) => void) | undefined | null): Promise<StartOutcome>
   /**
    * The buffer region of queue `queue` as one external ArrayBuffer: tag
    * `t`'s data is at `t * maxIoBufBytes`. Handed out once per queue (V8
@@ -48,6 +49,16 @@ export declare class NativeDevice {
    * handlers hold now.
    */
   replaceSlot(queue: number, id: number): ArrayBuffer
+  /**
+   * Queue `queue`'s rings (request and completion ring, see
+   * `ringLayout`) as one ArrayBuffer, handed out once per queue.
+   */
+  queueRing(queue: number): ArrayBuffer
+  /**
+   * Wakes queue `queue`'s thread, for a dispatcher that published
+   * completions and claimed the wake-up (`RING_WAITING`).
+   */
+  wake(queue: number): void
   /** Worker mode: the token a worker passes to `attachQueue`. */
   get token(): number | null
   /**
@@ -88,6 +99,12 @@ export declare class QueueAttachment {
   complete(queue: number, pairs: Int32Array): number
   /** Exactly `NativeDevice.replaceSlot`, for this worker's queue. */
   replaceSlot(queue: number, id: number): ArrayBuffer
+  /** The queue's rings in this worker's isolate (handed out once per attachment). */
+  queueRing(queue: number): ArrayBuffer
+  /** The request ring position this worker starts reading at. */
+  ringStart(queue: number): number
+  /** Exactly `NativeDevice.wake`, for this worker's queue. */
+  wake(queue: number): void
   /**
    * Stops receiving batches (they wait for the next worker) and lets the
    * requests this worker still holds fail with EIO. Idempotent.
@@ -100,6 +117,10 @@ export declare class SyntheticQueue {
   constructor(depth: number, slotBytes: number)
   /** The queue's buffer region as one external ArrayBuffer (queue 0 only). */
   queueBuffer(queue: number): ArrayBuffer
+  /** The queue's rings as one external ArrayBuffer (queue 0 only, once). */
+  queueRing(queue: number): ArrayBuffer
+  /** Like `NativeDevice.wake`. */
+  wake(queue: number): void
   slotBytes(queue: number): number
   /** Takes `(io id, result)` pairs, checked exactly like `NativeDevice.complete`. */
   complete(queue: number, pairs: Int32Array): number
@@ -113,19 +134,21 @@ export declare class SyntheticQueue {
    */
   runFloor(batch: number, requests: number): Promise<SyntheticOutcome>
   /**
-   * Sends `requests` 4 KiB READs to `onRequests` in batches of `batch`
-   * from a Rust thread, each batch once the previous one completed.
+   * Sends `requests` 4 KiB READs through the request ring in batches of
+   * `batch` from a Rust thread, each batch once the previous one
+   * completed; `onRequests(queue)` is the dispatcher's notification.
    */
-  run(onRequests: (arg0: number, arg1: Uint32Array) => void, batch: number, requests: number): Promise<SyntheticOutcome>
+  run(onRequests: (arg: number) => void, batch: number, requests: number): Promise<SyntheticOutcome>
 }
 
 /**
  * Attaches the calling worker to queue `queue` of the device with `token`:
- * its batches go to `onRequests(queue, batch)` on this thread from now on
- * (batches that waited for a worker first). Throws if the device is gone, or
- * the queue already has a worker.
+ * `onRequests(queue)` is called on this thread whenever requests wait in the
+ * queue's request ring for it, from `ringStart` on (requests that waited for
+ * a worker first). Throws if the device is gone, or the queue already has a
+ * worker.
  */
-export declare function attachQueue(token: number, queue: number, onRequests: (arg0: number, arg1: Uint32Array) => void): QueueAttachment
+export declare function attachQueue(token: number, queue: number, onRequests: (arg: number) => void): QueueAttachment
 
 /**
  * Releases `[offset, offset + length)` of the open file `fd`: a punched hole
@@ -265,8 +288,32 @@ export declare const REQUEST_START_SECTOR_HI: number
 /** Word of a request: the start sector's low 32 bits (512-byte sectors). */
 export declare const REQUEST_START_SECTOR_LO: number
 
-/** Words per request in a batch. */
+/** Words per request in the request ring. */
 export declare const REQUEST_WORDS: number
+
+/** Ring header word: entries in each ring. */
+export declare const RING_CAPACITY: number
+
+/** Ring header word: the completion ring's head (written by the queue thread). */
+export declare const RING_COMPLETION_HEAD: number
+
+/** Ring header word: the completion ring's tail (written by JS). */
+export declare const RING_COMPLETION_TAIL: number
+
+/** Ring header word: the word offset of the completion entries. */
+export declare const RING_COMPLETIONS_AT: number
+
+/** Ring header word: 1 while a notification is unread (JS clears it before reading the tail). */
+export declare const RING_NOTIFY: number
+
+/** Ring header word: the request ring's tail (written by the queue thread). */
+export declare const RING_REQUEST_TAIL: number
+
+/** Ring header word: the word offset of the request entries. */
+export declare const RING_REQUESTS_AT: number
+
+/** Ring header word: 1 while the queue thread waits; whoever swaps it to 0 wakes it. */
+export declare const RING_WAITING: number
 
 /** How `start()` ended: `value` when live, `error` otherwise. */
 export interface StartOutcome {

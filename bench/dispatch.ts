@@ -1,10 +1,12 @@
 // The dispatch microbenchmark: no kernel needed. A synthetic request source
 // in the addon (SyntheticQueue) pushes 4 KiB READs through exactly the
-// production path: a batch to JS through the threadsafe function, the
-// QueueDispatcher and its handler, and the batched completion back through
-// the eventfd. Reports requests/s and ns per request for each batch size.
+// production path: the request ring and a notification through the
+// threadsafe function, the QueueDispatcher and its handler, and the
+// completion ring back (with the eventfd when the source sleeps). Reports
+// requests/s and ns per request for each batch size.
 //
 //   npm run bench:dispatch [-- --requests=N] [--json]
+import { constants as perf, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks'
 import native from '../js/native'
 import { QueueDispatcher } from '../js/dispatcher'
 import { NullBackend } from '../js/backends/null'
@@ -18,6 +20,25 @@ export interface DispatchFigure {
   requests: number
   requestsPerSecond: number
   nsPerRequest: number
+  /** Young-generation collections per 100k requests: what the path allocates per request, counted. */
+  minorGcsPer100k?: number
+}
+
+/** Counts V8's minor (scavenge) collections from now until `stop()`. */
+function countMinorGcs(): { stop(): number } {
+  let count = 0
+  const tally = (entries: PerformanceEntry[]) => {
+    for (const e of entries) if ((e as { detail?: { kind?: number } }).detail?.kind === perf.NODE_PERFORMANCE_GC_MINOR) count++
+  }
+  const observer = new PerformanceObserver((list) => tally(list.getEntries()))
+  observer.observe({ entryTypes: ['gc'] })
+  return {
+    stop() {
+      tally(observer.takeRecords())
+      observer.disconnect()
+      return count
+    },
+  }
 }
 
 /** An async handler doing what NullBackend does: measures the promise hop. */
@@ -36,8 +57,10 @@ export const HANDLERS: Record<string, () => Handler> = {
 export async function measureDispatch(handler: Handler, batch: number, requests: number): Promise<Omit<DispatchFigure, 'handler'>> {
   const queue = new native.SyntheticQueue(Math.max(batch, 128), 4096)
   const dispatcher = new QueueDispatcher(queue, 0, handler, { onRequestError: () => {}, requestTimeout: 0 })
-  const onRequests = (_q: number, b: Uint32Array) => dispatcher.onBatch(b)
+  const onRequests = () => dispatcher.onNotify()
+  const gcs = countMinorGcs()
   const outcome = await queue.run(onRequests, batch, requests)
+  const minorGcs = gcs.stop()
   if (outcome.error) throw new Error(`synthetic run failed: ${outcome.error.code}: ${outcome.error.message}`)
   const seconds = outcome.elapsedNs / 1e9
   return {
@@ -45,6 +68,7 @@ export async function measureDispatch(handler: Handler, batch: number, requests:
     requests: outcome.requests,
     requestsPerSecond: outcome.requests / seconds,
     nsPerRequest: outcome.elapsedNs / outcome.requests,
+    minorGcsPer100k: (minorGcs * 100_000) / outcome.requests,
   }
 }
 
@@ -62,7 +86,8 @@ export async function runDispatchBenchmark(requests: number, log: (line: string)
   const figures: DispatchFigure[] = []
   const line = (f: DispatchFigure, floor?: DispatchFigure) =>
     `${f.handler.padEnd(20)} batch ${String(f.batch).padStart(3)}: ${Math.round(f.requestsPerSecond).toLocaleString('en-US').padStart(10)} req/s  ${f.nsPerRequest.toFixed(0).padStart(6)} ns/req` +
-    (floor ? `  ${(f.nsPerRequest / floor.nsPerRequest).toFixed(1).padStart(5)}x the floor` : '')
+    (floor ? `  ${(f.nsPerRequest / floor.nsPerRequest).toFixed(1).padStart(5)}x the floor` : '') +
+    (f.minorGcsPer100k !== undefined ? `  ${f.minorGcsPer100k.toFixed(1).padStart(5)} minor GCs/100k req` : '')
   const floors = new Map<number, DispatchFigure>()
   for (const batch of BATCH_SIZES) {
     await measureFloor(batch, Math.min(requests, 2000))

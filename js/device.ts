@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events'
 import native from './native'
 import type { NativeDevice, NativeDeviceInfo, OutcomeError } from '../index.js'
-import { failBatch, QueueDispatcher } from './dispatcher'
+import { QueueDispatcher } from './dispatcher'
 import { fromNative, UblkError } from './errors'
 import type { RequestContext } from './handler'
 import { resolveOptions, type DeviceOptions } from './options'
@@ -184,7 +184,7 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     })
 
   let servers: Servers
-  let onRequests: ((queue: number, batch: Uint32Array) => void) | undefined
+  let onRequests: ((queue: number) => void) | undefined
   let pool: WorkerPool | undefined
   if (resolved.workers) {
     pool = new WorkerPool(nativeDevice, resolved.workers, {
@@ -211,21 +211,20 @@ export async function createDevice(options: DeviceOptions): Promise<Device> {
     const handler = resolved.handler
     const dispatcherOptions = { onRequestError, requestTimeout: resolved.requestTimeout, onRejected }
     if (handler) {
-      onRequests = (queue: number, batch: Uint32Array) => {
+      onRequests = (queue: number) => {
         let d = dispatchers.get(queue)
-        try {
-          if (!d) {
+        if (!d) {
+          try {
             d = new QueueDispatcher(nativeDevice, queue, handler, dispatcherOptions)
-            dispatchers.set(queue, d)
+          } catch (err) {
+            // Only a broken ring hand-off gets here: nothing can answer the
+            // queue's requests (the teardown fails them). Loud, never fatal.
+            process.emitWarning(`ublk: cannot serve queue ${queue}: ${String(err)}`)
+            return
           }
-        } catch (err) {
-          // Only a broken buffer hand-off gets here: answer the batch with EIO
-          // and make it loud, never fatal.
-          process.emitWarning(`ublk: cannot serve queue ${queue}: ${String(err)}`)
-          failBatch(nativeDevice, queue, batch)
-          return
+          dispatchers.set(queue, d)
         }
-        d.onBatch(batch)
+        d.onNotify()
       }
     }
     const disposeAll = () => {

@@ -1,7 +1,8 @@
-// One queue's side of the JS hop: takes the request batches the queue thread
-// delivers, calls the handler for each request with a view of the tag's slot
-// in the queue's buffer region (no copy), and sends the results back in one
-// native call per turn of the event loop.
+// One queue's side of the JS hop: reads the requests the queue thread
+// publishes in the queue's request ring, calls the handler for each with a
+// view of the tag's slot in the queue's buffer region (no copy), and writes
+// the results into the completion ring (see ring.ts). Per request, nothing is
+// allocated here: contexts, views and promise callbacks are made once per tag.
 //
 // Every request is answered exactly once: by its handler, with EIO when
 // anything on the way fails, or with ETIMEDOUT when the handler does not
@@ -22,18 +23,10 @@ import {
   UBLK_IO_OP_WRITE,
   UBLK_IO_OP_WRITE_ZEROES,
 } from './ops'
+import { QueueRing, type RingPort } from './ring'
 import { C, newCounters, statsFrom, type QueueStats } from './stats'
 
-// The batch layout, as the addon defines it (crates/ublk-core/src/dispatch.rs).
-const {
-  REQUEST_WORDS,
-  REQUEST_IO_ID,
-  REQUEST_OP_FLAGS,
-  REQUEST_START_SECTOR_LO,
-  REQUEST_START_SECTOR_HI,
-  REQUEST_NR_SECTORS,
-  IO_ID_TAG_MASK,
-} = native
+const { IO_ID_TAG_MASK } = native
 const SECTOR = 512
 const EIO = -constants.errno.EIO
 const EOPNOTSUPP = -constants.errno.EOPNOTSUPP
@@ -55,13 +48,14 @@ function errnoOf(err: unknown): number {
 }
 
 /**
- * What a dispatcher needs from its queue: the `NativeDevice`, or the
- * dispatch microbenchmark's `SyntheticQueue`, which stands in for one.
+ * What a dispatcher needs from its queue: the `NativeDevice`, a worker's
+ * `QueueAttachment`, or the dispatch microbenchmark's `SyntheticQueue`.
  */
-export type QueuePort = Pick<NativeDevice, 'queueBuffer' | 'slotBytes' | 'complete' | 'replaceSlot'> & {
-  /** Slots replaced before this dispatcher existed (a worker's predecessor's timeouts). */
-  replacedSlots?(queue: number): Array<[number, ArrayBuffer]>
-}
+export type QueuePort = RingPort &
+  Pick<NativeDevice, 'queueBuffer' | 'slotBytes' | 'replaceSlot'> & {
+    /** Slots replaced before this dispatcher existed (a worker's predecessor's timeouts). */
+    replacedSlots?(queue: number): Array<[number, ArrayBuffer]>
+  }
 
 export interface DispatcherOptions {
   onRequestError: RequestErrorListener
@@ -73,37 +67,61 @@ export interface DispatcherOptions {
   counters?: Float64Array
 }
 
-/** Fails every request of `batch` with EIO, for a batch nothing can serve. */
-export function failBatch(port: Pick<QueuePort, 'complete'>, queue: number, batch: Uint32Array): void {
-  const pairs = new Int32Array((batch.length / REQUEST_WORDS) * 2)
-  for (let i = 0, j = 0; i + REQUEST_WORDS <= batch.length; i += REQUEST_WORDS, j += 2) {
-    pairs[j] = batch[i + REQUEST_IO_ID]
-    pairs[j + 1] = EIO
+/** A request context the dispatcher fills in for each request on its tag. */
+interface TagContext {
+  op: RequestContext['op']
+  flags: number
+  fua: boolean
+  readonly queue: number
+  readonly tag: number
+}
+
+/**
+ * One tag's request as the dispatcher tracks it, made once per tag (and anew
+ * after a timeout, so a late settle of the old request finds the old object,
+ * whose id is no longer held): its context and the callbacks its handler's
+ * promise settles through.
+ */
+class TagRequest {
+  id = NOT_HELD
+  /** The result a successful settle reports (the request's bytes, or 0). */
+  done = 0
+  readonly ctx: TagContext
+  readonly fulfilled: () => void
+  readonly rejected: (err: unknown) => void
+
+  constructor(d: QueueDispatcher, queue: number, tag: number) {
+    this.ctx = { op: 'read', flags: 0, fua: false, queue, tag }
+    this.fulfilled = () => d.settle(this.id, this.done)
+    this.rejected = (err: unknown) => d.fail(this.id, err, this.ctx)
   }
-  port.complete(queue, pairs)
 }
 
 export class QueueDispatcher {
   /** The counters behind `stats` (indexed by `C`). */
   readonly counters: Float64Array
+  private readonly ring: QueueRing
   private readonly slots: Buffer[] = []
-  private readonly slotBytes: number
+  private readonly slotBytes: number = 0
   /** Per tag: the last view made shorter than the slot, and its length (views are reused). */
   private readonly views: Array<Buffer | undefined> = []
-  private readonly viewLengths: Int32Array
+  private viewLengths = new Int32Array(0)
   /** Per tag: the io id the handler holds, or NOT_HELD. */
-  private readonly held: Int32Array
+  private held = new Int32Array(0)
   /** Per tag: the sweep epoch its request arrived in. */
-  private readonly arrived: Uint32Array
-  /** Per tag: the held request's context (for the timeout's 'requestError'). */
-  private readonly contexts: Array<RequestContext | undefined>
+  private arrived = new Uint32Array(0)
+  /** Per tag: its request's context and callbacks. */
+  private readonly requests: TagRequest[] = []
   private epoch = 0
   private sweeper: NodeJS.Timeout | undefined
-  private pending: number[] = []
-  private flushScheduled = false
-  private rejectedReported = false
-  private readonly flushBound = () => this.flush()
+  private readonly visitBound = (id: number, opFlags: number, startSector: number, nrSectors: number) =>
+    this.serve(id, opFlags, startSector, nrSectors)
 
+  /**
+   * Takes over queue `queue`'s ring and buffers from `port`. Throws only if
+   * the ring cannot be had; if the buffers cannot, every request fails with
+   * EIO (loudly, never fatally).
+   */
   constructor(
     private readonly port: QueuePort,
     private readonly queue: number,
@@ -111,16 +129,23 @@ export class QueueDispatcher {
     private readonly options: DispatcherOptions,
   ) {
     this.counters = options.counters ?? newCounters()
-    const region = port.queueBuffer(queue)
-    this.slotBytes = port.slotBytes(queue)
-    for (let offset = 0; offset + this.slotBytes <= region.byteLength; offset += this.slotBytes) {
-      this.slots.push(Buffer.from(region, offset, this.slotBytes))
+    this.ring = new QueueRing(port, queue, options.onRejected)
+    try {
+      const region = port.queueBuffer(queue)
+      this.slotBytes = port.slotBytes(queue)
+      for (let offset = 0; offset + this.slotBytes <= region.byteLength; offset += this.slotBytes) {
+        this.slots.push(Buffer.from(region, offset, this.slotBytes))
+      }
+      for (const [tag, slot] of port.replacedSlots?.(queue) ?? []) this.slots[tag] = Buffer.from(slot)
+    } catch (err) {
+      this.slots.length = 0
+      process.emitWarning(`ublk: cannot serve queue ${queue}: ${String(err)}`)
     }
-    for (const [tag, slot] of port.replacedSlots?.(queue) ?? []) this.slots[tag] = Buffer.from(slot)
-    this.viewLengths = new Int32Array(this.slots.length)
-    this.held = new Int32Array(this.slots.length).fill(NOT_HELD)
-    this.arrived = new Uint32Array(this.slots.length)
-    this.contexts = new Array(this.slots.length)
+    const depth = this.slots.length
+    this.viewLengths = new Int32Array(depth)
+    this.held = new Int32Array(depth).fill(NOT_HELD)
+    this.arrived = new Uint32Array(depth)
+    for (let tag = 0; tag < depth; tag++) this.requests.push(new TagRequest(this, queue, tag))
     if (options.requestTimeout > 0) {
       const tick = Math.max(1, Math.floor(options.requestTimeout / TIMEOUT_TICKS))
       this.sweeper = setInterval(() => this.sweep(), tick).unref()
@@ -138,17 +163,17 @@ export class QueueDispatcher {
     this.sweeper = undefined
   }
 
-  /** Serves every request of one batch (see REQUEST_WORDS). Never throws. */
-  onBatch(batch: Uint32Array): void {
-    for (let i = 0; i + REQUEST_WORDS <= batch.length; i += REQUEST_WORDS) {
-      const id = batch[i + REQUEST_IO_ID]
-      try {
-        const startSector = batch[i + REQUEST_START_SECTOR_HI] * 0x1_0000_0000 + batch[i + REQUEST_START_SECTOR_LO]
-        this.dispatch(id, batch[i + REQUEST_OP_FLAGS], startSector * SECTOR, batch[i + REQUEST_NR_SECTORS] * SECTOR)
-      } catch {
-        // Only a broken request gets here (a tag without a slot); answer it.
-        this.sendCompletion(id, EIO)
-      }
+  /** Serves every request published in the ring since the last call. Never throws. */
+  onNotify(): void {
+    this.ring.drain(this.visitBound)
+  }
+
+  private serve(id: number, opFlags: number, startSector: number, nrSectors: number): void {
+    try {
+      this.dispatch(id, opFlags, startSector * SECTOR, nrSectors * SECTOR)
+    } catch {
+      // Only a broken request gets here (a tag without a slot); answer it.
+      this.ring.complete(id, EIO)
     }
   }
 
@@ -159,47 +184,50 @@ export class QueueDispatcher {
     }
     const op = opFlags & 0xff
     const flags = opFlags & ~0xff
-    const ctx: RequestContext = { op: opName(op), flags, fua: (flags & UBLK_IO_F_FUA) !== 0, queue: this.queue, tag }
+    const r = this.requests[tag]
+    const ctx = r.ctx
+    ctx.op = opName(op)
+    ctx.flags = flags
+    ctx.fua = (flags & UBLK_IO_F_FUA) !== 0
     const h = this.handler
     const s = this.counters
+    r.id = id
     this.held[tag] = id
     this.arrived[tag] = this.epoch
-    this.contexts[tag] = ctx
     s[C.inFlight]++
-    let done: number
     let ret: unknown
     try {
       switch (op) {
         case UBLK_IO_OP_READ:
           s[C.reads]++
           s[C.bytesRead] += length
-          done = length
+          r.done = length
           ret = h.read(this.view(tag, length), offset, ctx)
           break
         case UBLK_IO_OP_WRITE:
           s[C.writes]++
           s[C.bytesWritten] += length
-          done = length
+          r.done = length
           ret = h.write ? h.write(this.view(tag, length), offset, ctx) : this.unsupported()
           break
         case UBLK_IO_OP_FLUSH:
           s[C.flushes]++
-          done = 0
+          r.done = 0
           ret = h.flush ? h.flush(ctx) : undefined
           break
         case UBLK_IO_OP_DISCARD:
           s[C.discards]++
-          done = 0
+          r.done = 0
           ret = h.discard ? h.discard(offset, length, ctx) : this.unsupported()
           break
         case UBLK_IO_OP_WRITE_ZEROES:
           s[C.writeZeroes]++
-          done = 0
+          r.done = 0
           ret = h.writeZeroes ? h.writeZeroes(offset, length, ctx) : this.unsupported()
           break
         default:
           s[C.other]++
-          this.complete(id, EOPNOTSUPP)
+          this.settle(id, EOPNOTSUPP)
           return
       }
     } catch (err) {
@@ -207,12 +235,9 @@ export class QueueDispatcher {
       return
     }
     if (ret !== null && typeof ret === 'object' && typeof (ret as PromiseLike<void>).then === 'function') {
-      ;(ret as PromiseLike<void>).then(
-        () => this.complete(id, done),
-        (err: unknown) => this.fail(id, err, ctx),
-      )
+      ;(ret as PromiseLike<void>).then(r.fulfilled, r.rejected)
     } else {
-      this.complete(id, done)
+      this.settle(id, r.done)
     }
   }
 
@@ -238,40 +263,31 @@ export class QueueDispatcher {
     return view
   }
 
-  private fail(id: number, err: unknown, ctx: RequestContext): void {
+  /** Fails request `id` with `err`'s errno (reported unless a UblkError), unless it was answered already. */
+  fail(id: number, err: unknown, ctx: RequestContext): void {
     // A late failure of a request already answered is not reported again.
-    if (this.held[id & IO_ID_TAG_MASK] !== id) return
+    if (id === NOT_HELD || this.held[id & IO_ID_TAG_MASK] !== id) return
     if (!(err instanceof UblkError)) this.report(err, ctx)
-    this.complete(id, errnoOf(err))
+    this.settle(id, errnoOf(err))
   }
 
   private report(err: unknown, ctx: RequestContext): void {
     try {
-      this.options.onRequestError(err, ctx)
+      // A copy: the tag's context is reused for its next request.
+      this.options.onRequestError(err, { ...ctx })
     } catch {
       // a listener's own failure must not stop the completion
     }
   }
 
   /** Answers request `id`, unless it was answered already (a late result). */
-  private complete(id: number, result: number): void {
+  settle(id: number, result: number): void {
     const tag = id & IO_ID_TAG_MASK
-    if (this.held[tag] !== id) return
+    if (id === NOT_HELD || this.held[tag] !== id) return
     this.held[tag] = NOT_HELD
-    this.contexts[tag] = undefined
     this.counters[C.inFlight]--
     if (result < 0) this.counters[C.errors]++
-    this.sendCompletion(id, result)
-  }
-
-  private sendCompletion(id: number, result: number): void {
-    this.pending.push(id, result)
-    if (!this.flushScheduled) {
-      this.flushScheduled = true
-      // In the check phase of this loop iteration: after every batch the
-      // poll phase delivered and their promise jobs, one native call for all.
-      setImmediate(this.flushBound)
-    }
+    this.ring.complete(id, result)
   }
 
   /** Fails with ETIMEDOUT every request held for `requestTimeout` or longer. */
@@ -281,7 +297,7 @@ export class QueueDispatcher {
     for (let tag = 0; tag < this.held.length; tag++) {
       const id = this.held[tag]
       if (id === NOT_HELD || ((this.epoch - this.arrived[tag]) >>> 0) <= TIMEOUT_TICKS) continue
-      const ctx = this.contexts[tag]
+      const ctx = this.requests[tag].ctx
       let fresh: Buffer
       try {
         fresh = Buffer.from(this.port.replaceSlot(this.queue, id))
@@ -289,28 +305,17 @@ export class QueueDispatcher {
         // Without a fresh slot, answering would let the late handler write
         // into the tag's next request: keep waiting, try again next timeout.
         this.arrived[tag] = this.epoch
-        if (ctx) this.report(err, ctx)
+        this.report(err, ctx)
         continue
       }
       this.slots[tag] = fresh
       this.views[tag] = undefined
       this.counters[C.timedOut]++
-      if (ctx) {
-        const ms = this.options.requestTimeout
-        this.report(new UblkError('ETIMEDOUT', `the ${ctx.op} handler did not settle within ${ms} ms (queue ${ctx.queue}, tag ${tag})`), ctx)
-      }
-      this.complete(id, ETIMEDOUT)
-    }
-  }
-
-  private flush(): void {
-    this.flushScheduled = false
-    const pairs = Int32Array.from(this.pending)
-    this.pending = []
-    const rejected = this.port.complete(this.queue, pairs)
-    if (rejected > 0 && !this.rejectedReported) {
-      this.rejectedReported = true
-      this.options.onRejected?.(rejected)
+      const ms = this.options.requestTimeout
+      this.report(new UblkError('ETIMEDOUT', `the ${ctx.op} handler did not settle within ${ms} ms (queue ${ctx.queue}, tag ${tag})`), ctx)
+      // The late handler settles through the old callbacks, whose id is stale.
+      this.requests[tag] = new TagRequest(this, this.queue, tag)
+      this.settle(id, ETIMEDOUT)
     }
   }
 }

@@ -1,6 +1,11 @@
 import type { Op } from './ops'
 
-/** What a handler learns about the request besides its data. */
+/**
+ * What a handler learns about the request besides its data. It is valid
+ * until the request settles: each tag's context object is reused for that
+ * tag's next request (no allocation per request), so copy what you keep
+ * longer. (`'requestError'` listeners get a copy.)
+ */
 export interface RequestContext {
   /** The operation. */
   readonly op: Op

@@ -1,6 +1,7 @@
 // The production dispatch path driven by the addon's synthetic request
-// source (no kernel): batches cross the threadsafe function, the dispatcher
-// calls the handler with views of the slots, completions come back batched.
+// source (no kernel): requests cross the request ring (notified through the
+// threadsafe function), the dispatcher calls the handler with views of the
+// slots, completions come back through the completion ring.
 import test from 'ava'
 import { measureDispatch } from '../../bench/dispatch'
 import { NullBackend, UblkError, type RequestContext } from '../../js'
@@ -70,7 +71,7 @@ test('a handler that never settles fails its request with ETIMEDOUT; its late re
   const dispatcher = new QueueDispatcher(queue, 0, handler, { onRequestError: (err) => errors.push(err), requestTimeout: 80 })
   t.teardown(() => dispatcher.dispose())
   const started = Date.now()
-  const outcome = await queue.run((_q, batch) => dispatcher.onBatch(batch), 2, 2)
+  const outcome = await queue.run(() => dispatcher.onNotify(), 2, 2)
   const waited = Date.now() - started
   t.is(outcome.error?.code, 'ETIMEDOUT', 'the synthetic source saw the timed-out result')
   t.true(waited >= 80, `failed after ${waited} ms, not before the timeout`)
@@ -84,7 +85,7 @@ test('a handler that never settles fails its request with ETIMEDOUT; its late re
   t.is(queue.rejectedCompletions(0), 0, 'and never reached the addon')
   // The timed-out request's slot was retired: tag 0's next request has a
   // buffer of its own, which a late write into the old one cannot touch.
-  const again = await queue.run((_q, batch) => dispatcher.onBatch(batch), 1, 1)
+  const again = await queue.run(() => dispatcher.onNotify(), 1, 1)
   t.is(again.error, undefined)
   t.is(buffers.length, 2)
   t.not(buffers[1].buffer, buffers[0].buffer, 'a different ArrayBuffer')
@@ -97,25 +98,48 @@ test('the addon drops out-of-range, repeated and stale completions and counts th
   const queue = new native.SyntheticQueue(8, 4096)
   t.is(queue.complete(0, Int32Array.from([5000, 0, -1, 0, 3, 0])), 3, 'none of these tags is held')
   t.is(queue.rejectedCompletions(0), 3)
-  // Replay every completion the dispatcher sends, twice: the run still sees
-  // each request completed once, with its own result.
-  const sent: Int32Array[] = []
+  // With every request served, replay every completion the ring holds
+  // through the native path: old ones (stale or repeated) and, at times, one
+  // the source has not taken yet (which then goes through once). The run
+  // still sees each request completed once, with its own result.
+  let ring: Int32Array | undefined
   const port = {
     queueBuffer: (q: number) => queue.queueBuffer(q),
     replaceSlot: (q: number, id: number) => queue.replaceSlot(q, id),
     slotBytes: (q: number) => queue.slotBytes(q),
-    complete(q: number, pairs: Int32Array) {
-      const old = sent.splice(0)
-      sent.push(pairs.slice())
-      const rejected = queue.complete(q, pairs)
-      for (const stale of old) queue.complete(q, stale)
-      queue.complete(q, pairs)
-      return rejected
+    complete: (q: number, pairs: Int32Array) => queue.complete(q, pairs),
+    wake: (q: number) => queue.wake(q),
+    queueRing(q: number) {
+      const buffer = queue.queueRing(q)
+      ring = new Int32Array(buffer)
+      return buffer
     },
   }
-  const dispatcher = new QueueDispatcher(port, 0, new NullBackend(), { onRequestError: () => {}, requestTimeout: 0 })
-  const outcome = await queue.run((_q, batch) => dispatcher.onBatch(batch), 4, 400)
+  const replay = () => {
+    const r = ring!
+    const at = r[native.RING_COMPLETIONS_AT]
+    queue.complete(0, r.slice(at, at + r[native.RING_CAPACITY] * native.COMPLETION_WORDS))
+  }
+  const handler = {
+    read(buf: Buffer) {
+      replay()
+      buf.fill(0)
+    },
+  }
+  const dispatcher = new QueueDispatcher(port, 0, handler, { onRequestError: () => {}, requestTimeout: 0 })
+  const outcome = await queue.run(() => dispatcher.onNotify(), 4, 400)
   t.is(outcome.error, undefined)
   t.is(outcome.requests, 400)
   t.true(queue.rejectedCompletions(0) >= 3 + 400, `${queue.rejectedCompletions(0)} rejected`)
+})
+
+test('a dispatcher writes no more completions than the ring has room for: the rest go by the native path', async (t) => {
+  // A source of batches as deep as the queue (8, ring capacity 8) whose
+  // completions all come in one turn: they fit exactly; nothing is rejected.
+  const queue = new native.SyntheticQueue(8, 4096)
+  const dispatcher = new QueueDispatcher(queue, 0, new NullBackend(), { onRequestError: () => {}, requestTimeout: 0 })
+  const outcome = await queue.run(() => dispatcher.onNotify(), 8, 800)
+  t.is(outcome.error, undefined)
+  t.is(outcome.requests, 800)
+  t.is(queue.rejectedCompletions(0), 0)
 })

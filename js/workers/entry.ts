@@ -2,7 +2,7 @@
 // attaches to its queue through the addon, and serves that queue's requests
 // with the same dispatcher the main thread uses. Started by `pool.ts`.
 import { parentPort, workerData } from 'node:worker_threads'
-import { failBatch, QueueDispatcher } from '../dispatcher'
+import { QueueDispatcher } from '../dispatcher'
 import { handlerFromModule } from '../modules'
 import native from '../native'
 import { serializeError, type FromWorker, type QueueWorkerData, type ToWorker } from './messages'
@@ -14,21 +14,26 @@ async function main(): Promise<void> {
   const { queue, queues, size } = config
   // A module that fails to load throws here: the worker's 'error' event.
   const handler = await handlerFromModule(config.module, [config.data, { queue, queues, size }])
+  // The first notification comes once the device has its queues (this
+  // worker may attach before): the dispatcher is made then.
   let dispatcher: QueueDispatcher | undefined
-  const attachment = native.attachQueue(config.token, queue, (q: number, batch: Uint32Array) => {
-    try {
-      dispatcher ??= new QueueDispatcher(attachment, queue, handler, {
-        requestTimeout: config.requestTimeout,
-        counters: config.counters,
-        onRequestError: (err, ctx) => post({ type: 'requestError', error: serializeError(err), ctx }),
-        onRejected: (count) => post({ type: 'rejected', count }),
-      })
-    } catch (err) {
-      process.emitWarning(`ublk: cannot serve queue ${q}: ${String(err)}`)
-      failBatch(attachment, q, batch)
-      return
+  const attachment = native.attachQueue(config.token, queue, () => {
+    if (!dispatcher) {
+      try {
+        dispatcher = new QueueDispatcher(attachment, queue, handler, {
+          requestTimeout: config.requestTimeout,
+          counters: config.counters,
+          onRequestError: (err, ctx) => post({ type: 'requestError', error: serializeError(err), ctx }),
+          onRejected: (count) => post({ type: 'rejected', count }),
+        })
+      } catch (err) {
+        // Without the ring this worker cannot serve: let go of the queue, so
+        // that what it was given fails with EIO, and die to be replaced.
+        attachment.detach()
+        throw err
+      }
     }
-    dispatcher.onBatch(batch)
+    dispatcher.onNotify()
   })
   parentPort!.on('message', (m: ToWorker) => {
     if (m.type !== 'close') return

@@ -12,6 +12,7 @@ use crate::config::DeviceConfig;
 use crate::dispatch::{CompletionQueue, Handling};
 use crate::error::{libublk_errno, UblkError};
 use crate::queue::{block_signals, QueueServer};
+use crate::ring::QueueRing;
 use libublk::ctrl::{UblkCtrl, UblkCtrlBuilder};
 use libublk::io::UblkDev;
 use libublk::UblkFlags;
@@ -35,7 +36,16 @@ pub struct DeviceInfo {
     pub state: u16,
 }
 
-/// The per-queue state other threads reach: the buffers and the completions.
+/// Memory a queue's owner supplies instead of our own mappings (see
+/// `IoBufferRegion::borrowed`): the tag buffers and the rings' memory.
+pub struct SuppliedQueue {
+    pub buffers: Arc<IoBufferRegion>,
+    /// Zeroed, at least `RingLayout::new(depth).bytes` long.
+    pub ring: Arc<IoBufferRegion>,
+}
+
+/// The per-queue state other threads reach: the buffers and the completions
+/// (which own the queue's rings).
 pub struct QueueShared {
     pub buffers: Arc<TagBuffers>,
     pub completions: Arc<CompletionQueue>,
@@ -181,7 +191,7 @@ fn spawn_queues(
     ctrl: &UblkCtrl,
     config: &DeviceConfig,
     shared: &DeviceShared,
-    supplied: &[Arc<IoBufferRegion>],
+    supplied: &[SuppliedQueue],
     handling: &Handling,
 ) -> Result<Running, UblkError> {
     let info = ctrl.dev_info();
@@ -205,7 +215,7 @@ fn spawn_queues(
     let slot_bytes = info.max_io_buf_bytes as usize;
     let mut queues = Vec::with_capacity(info.nr_hw_queues as usize);
     for qid in 0..info.nr_hw_queues as usize {
-        let region = match supplied.get(qid) {
+        let region = match supplied.get(qid).map(|s| &s.buffers) {
             Some(r) if r.stride() >= slot_bytes && r.depth() >= depth => r.clone(),
             Some(r) => {
                 return Err(UblkError::InvalidConfig(format!(
@@ -217,9 +227,13 @@ fn spawn_queues(
             None if !supplied.is_empty() => return Err(UblkError::InvalidConfig(format!("no supplied buffers for queue {qid}"))),
             None => Arc::new(IoBufferRegion::new(depth, slot_bytes)?),
         };
+        let ring = match supplied.get(qid) {
+            Some(s) => QueueRing::over(s.ring.clone(), depth)?,
+            None => QueueRing::new(depth)?,
+        };
         queues.push(QueueShared {
             buffers: Arc::new(TagBuffers::new(region)),
-            completions: Arc::new(CompletionQueue::new(depth)?),
+            completions: Arc::new(CompletionQueue::with_ring(depth, ring)?),
         });
     }
     let queues = shared.set_queues(queues);
@@ -254,12 +268,12 @@ fn spawn_queues(
 /// successful start the device is served until `control` says `Close` or is
 /// dropped; the result of the teardown is returned.
 ///
-/// `supplied` is empty to have each queue's buffers mapped here, or holds one
-/// region per requested queue (borrowed memory, see `IoBufferRegion::borrowed`).
+/// `supplied` is empty to have each queue's memory mapped here, or holds it
+/// for every requested queue.
 pub fn run_device(
     config: DeviceConfig,
     shared: Arc<DeviceShared>,
-    supplied: Vec<Arc<IoBufferRegion>>,
+    supplied: Vec<SuppliedQueue>,
     handling: Handling,
     control: Receiver<ControlMsg>,
     on_started: impl FnOnce(Result<DeviceInfo, UblkError>),
@@ -274,7 +288,7 @@ pub fn run_device(
 fn serve_device(
     config: DeviceConfig,
     shared: &Arc<DeviceShared>,
-    supplied: &[Arc<IoBufferRegion>],
+    supplied: &[SuppliedQueue],
     handling: &Handling,
     control: Receiver<ControlMsg>,
     on_started: impl FnOnce(Result<DeviceInfo, UblkError>),

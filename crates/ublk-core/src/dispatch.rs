@@ -1,21 +1,23 @@
 //! The hand-off between a queue thread and the request handlers.
 //!
-//! Requests go out in batches: after each turn of its loop a queue thread
-//! hands every request it reaped to a `RequestSink` as one flat `u32` array
-//! (`wire::REQUEST_WORDS` words per request). Completions come back the same
-//! way: handlers push `(io id, result)` pairs onto the queue's
-//! `CompletionQueue`, whose eventfd wakes the queue thread through its own
-//! ring, but only when that thread is about to block or blocked: a busy queue
-//! thread picks the pairs up before it next waits, and nobody pays for a
-//! wake-up.
+//! Requests go out through the queue's request ring (`ring`): after each turn
+//! of its loop a queue thread writes every request it reaped there
+//! (`wire::REQUEST_WORDS` words each) and hands them to a `RequestSink`,
+//! which publishes them and notifies the handlers. Completions come back as
+//! `(io id, result)` pairs, through the completion ring or `push`, into the
+//! queue's `CompletionQueue`, whose eventfd wakes the queue thread through its
+//! own io_uring, but only when that thread is about to block or blocked: a
+//! busy queue thread picks the pairs up before it next waits, and nobody pays
+//! for a wake-up.
 //!
 //! The completion path is the boundary between JavaScript and the kernel, so
-//! `CompletionQueue::push` checks every pair against the queue's `TagTable`:
-//! only the completion of a request that is with the handlers, given once,
-//! reaches the kernel. Out-of-range tags, repeats and stale completions (of
-//! an earlier request on the same tag) are dropped and counted.
+//! every pair is checked against the queue's `TagTable`: only the completion
+//! of a request that is with the handlers, given once, reaches the kernel.
+//! Out-of-range tags, repeats and stale completions (of an earlier request on
+//! the same tag) are dropped and counted.
 
 use crate::error::{last_errno, UblkError};
+use crate::ring::QueueRing;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,7 +25,7 @@ use std::sync::{Arc, Mutex};
 /// The layout of what crosses to JavaScript, said once here (the addon
 /// exports it to JS).
 pub mod wire {
-    /// Words per request in a batch.
+    /// Words per request in the request ring.
     pub const REQUEST_WORDS: usize = 5;
     /// Word 0: the io id, `tag | generation << IO_ID_GENERATION_SHIFT`.
     pub const REQUEST_IO_ID: usize = 0;
@@ -112,15 +114,30 @@ impl TagTable {
     }
 }
 
-/// Where a queue thread delivers its batches. Called on the queue thread;
-/// must not block. Returns false when the batch could not be handed over
-/// (the receiver is gone or refused it): the caller then fails its requests.
+/// Where a queue thread hands its requests. Each turn, the queue thread
+/// writes the requests it reaped into the queue's request ring and calls
+/// `publish` once, from the queue thread; it must not block. Returns false
+/// when the requests could not be handed over (the receiver is gone): the
+/// caller then fails them.
 pub trait RequestSink: Send + Sync {
-    fn deliver(&self, qid: u16, batch: Vec<u32>) -> bool;
+    /// Requests `ids` were written to `ring` before position `tail`: make
+    /// them visible (`QueueRing::publish_requests`) and notify the handlers.
+    fn publish(&self, qid: u16, ring: &QueueRing, ids: &[u32], tail: u32) -> bool;
 
     /// Tags whose requests were delivered to a receiver that is gone (a
     /// worker that died): the queue thread fails those still held with EIO.
     fn take_lost(&self, _qid: u16, _into: &mut Vec<u16>) {}
+}
+
+/// Publishes `tail` and calls `notify` unless a notification is still
+/// unread; a failed notification is forgotten (returns false).
+pub fn publish_and_notify(ring: &QueueRing, tail: u32, notify: impl FnOnce() -> bool) -> bool {
+    ring.publish_requests(tail);
+    if ring.claim_notify() && !notify() {
+        ring.reset_notify();
+        return false;
+    }
+    true
 }
 
 /// Who serves a device's requests.
@@ -133,10 +150,14 @@ pub enum Handling {
     NullInQueue,
 }
 
-/// Completions waiting for one queue thread, plus its wake-up eventfd.
+/// Completions waiting for one queue thread, plus its wake-up eventfd. They
+/// arrive two ways: through the queue's completion ring (what the JS
+/// dispatchers write, checked when the queue thread takes them) and through
+/// `push` (checked at once), the path of everything else.
 pub struct CompletionQueue {
     /// Checked `(tag, result)` pairs, flattened.
     pending: Mutex<Vec<i32>>,
+    ring: QueueRing,
     tags: TagTable,
     /// Completions the checks dropped since the queue started.
     rejected: AtomicU64,
@@ -146,29 +167,41 @@ pub struct CompletionQueue {
     abandon: AtomicBool,
     /// Set when the queue thread has left its loop: completions are dropped.
     closed: AtomicBool,
-    /// Set while the queue thread waits (or is about to wait) for CQEs: only
-    /// then does a push need the eventfd.
-    waiting: AtomicBool,
 }
 
 impl CompletionQueue {
-    /// A queue of `depth` tags.
+    /// A queue of `depth` tags, with its rings in a fresh mapping.
     pub fn new(depth: usize) -> Result<CompletionQueue, UblkError> {
+        CompletionQueue::with_ring(depth, QueueRing::new(depth)?)
+    }
+
+    /// A queue of `depth` tags over `ring`.
+    pub fn with_ring(depth: usize, ring: QueueRing) -> Result<CompletionQueue, UblkError> {
+        if ring.layout().capacity < depth {
+            return Err(UblkError::InvalidConfig(format!("a ring of {} entries for {depth} tags", ring.layout().capacity)));
+        }
         // SAFETY: eventfd(2) with constant flags; the result is checked.
         let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         if fd < 0 {
             return Err(UblkError::Os { what: "eventfd", errno: last_errno() });
         }
+        // Until the queue thread first runs, a completion must wake it.
+        ring.set_waiting();
         Ok(CompletionQueue {
             pending: Mutex::new(Vec::new()),
+            ring,
             tags: TagTable::new(depth),
             rejected: AtomicU64::new(0),
             // SAFETY: `fd` is a fresh descriptor nothing else owns.
             eventfd: unsafe { OwnedFd::from_raw_fd(fd) },
             abandon: AtomicBool::new(false),
             closed: AtomicBool::new(false),
-            waiting: AtomicBool::new(true),
         })
+    }
+
+    /// The queue's shared rings.
+    pub fn ring(&self) -> &QueueRing {
+        &self.ring
     }
 
     /// The queue's tags, for the queue thread to `issue` requests from.
@@ -183,63 +216,87 @@ impl CompletionQueue {
 
     /// Queues `(io id, result)` pairs, flattened, after checking each against
     /// the tag table (see the module doc), and wakes the queue thread if it
-    /// waits and was not already due to wake. Returns how many pairs were
-    /// dropped (a trailing odd word counts as one), or None once the queue is
-    /// gone (everything is dropped then).
+    /// waits and nobody woke it yet. Returns how many pairs were dropped (a
+    /// trailing odd word counts as one), or None once the queue is gone
+    /// (everything is dropped then).
     pub fn push(&self, pairs: &[i32]) -> Option<usize> {
         if self.closed.load(Ordering::Acquire) {
             return None;
         }
         let mut rejected = pairs.len() % wire::COMPLETION_WORDS;
-        let was_empty = {
+        let queued = {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            let was_empty = pending.is_empty();
+            let before = pending.len();
             for pair in pairs.chunks_exact(wire::COMPLETION_WORDS) {
-                let id = pair[0] as u32;
-                if !self.tags.settle(id) {
-                    rejected += 1;
-                    continue;
+                match self.check(pair[0] as u32, pair[1]) {
+                    Some((tag, result)) => pending.extend_from_slice(&[tag as i32, result]),
+                    None => rejected += 1,
                 }
-                let result = if pair[1] < wire::MIN_ERRNO_RESULT { -libc::EIO } else { pair[1] };
-                pending.extend_from_slice(&[TagTable::tag_of(id) as i32, result]);
             }
-            was_empty && !pending.is_empty()
+            pending.len() > before
         };
         if rejected > 0 {
             self.rejected.fetch_add(rejected as u64, Ordering::Relaxed);
         }
-        // Pairs with the fence in `about_to_wait`: either this load sees the
-        // queue thread waiting (and wakes it), or that thread's check sees
-        // the pairs just queued.
-        fence(Ordering::SeqCst);
-        if was_empty && self.waiting.load(Ordering::Relaxed) {
-            self.wake();
+        if queued {
+            self.wake_if_waiting();
         }
         Some(rejected)
+    }
+
+    /// The `(tag, result)` a completion of `id` commits, if `id` is held.
+    fn check(&self, id: u32, result: i32) -> Option<(u16, i32)> {
+        if !self.tags.settle(id) {
+            return None;
+        }
+        Some((TagTable::tag_of(id), if result < wire::MIN_ERRNO_RESULT { -libc::EIO } else { result }))
+    }
+
+    /// Wakes the queue thread if it waits and no one else claimed the wake:
+    /// for whoever just queued completions.
+    pub fn wake_if_waiting(&self) {
+        // Pairs with the fence in `about_to_wait`: either the claim sees the
+        // queue thread waiting (and wakes it), or that thread's check sees
+        // the completions just queued.
+        fence(Ordering::SeqCst);
+        if self.ring.claim_wake() {
+            self.wake();
+        }
     }
 
     /// The queue thread is going to block for CQEs: returns true if it may,
     /// false if completions are pending (take them first, then ask again).
     pub fn about_to_wait(&self) -> bool {
-        self.waiting.store(true, Ordering::Relaxed);
+        self.ring.set_waiting();
         fence(Ordering::SeqCst);
-        let idle = self.pending.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
+        let idle = self.pending.lock().unwrap_or_else(|e| e.into_inner()).is_empty() && !self.ring.completions_pending();
         if !idle {
-            self.waiting.store(false, Ordering::Relaxed);
+            self.ring.clear_waiting();
         }
         idle
     }
 
     /// The queue thread is running again: pushes need not wake it.
     pub fn running(&self) {
-        self.waiting.store(false, Ordering::Relaxed);
+        self.ring.clear_waiting();
     }
 
     /// Moves every pending `(tag, result)` pair into `into` (which the
-    /// caller reuses).
+    /// caller reuses), those of the completion ring checked now.
     pub fn take(&self, into: &mut Vec<i32>) {
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        std::mem::swap(&mut *pending, into);
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::swap(&mut *pending, into);
+        }
+        let mut dropped = 0u64;
+        let skipped = self.ring.take_completions(|id, result| match self.check(id, result) {
+            Some((tag, result)) => into.extend_from_slice(&[tag as i32, result]),
+            None => dropped += 1,
+        });
+        let rejected = dropped + skipped as u64;
+        if rejected > 0 {
+            self.rejected.fetch_add(rejected, Ordering::Relaxed);
+        }
     }
 
     /// Tells the queue thread to stop serving and leave its loop.

@@ -3,11 +3,12 @@
 //! The thread primes the queue (FETCH_REQ for every tag, each with its slot
 //! in the queue's `IoBufferRegion`), keeps a multishot poll on the queue's
 //! completion eventfd armed on the same ring, and then loops: reap CQEs,
-//! collect new requests into a batch for the `RequestSink`, and turn the
-//! completions handlers pushed into COMMIT_AND_FETCH_REQ commands.
+//! write new requests into the queue's request ring and publish them through
+//! the `RequestSink` once per turn, and turn the completions handlers gave
+//! back into COMMIT_AND_FETCH_REQ commands.
 
 use crate::buffer::TagBuffers;
-use crate::dispatch::{wire, CompletionQueue, Handling};
+use crate::dispatch::{CompletionQueue, Handling};
 use crate::error::{libublk_errno, UblkError};
 use io_uring::{cqueue, opcode, types};
 use libublk::io::{BufDesc, UblkDev, UblkQueue};
@@ -113,7 +114,10 @@ impl QueueServer {
         let null_in_queue = matches!(self.handling, Handling::NullInQueue);
         let mut completions: Vec<i32> = Vec::new();
         let mut served_here: Vec<i32> = Vec::new();
-        let mut batch_ids: Vec<u32> = Vec::new();
+        // This turn's requests, by io id (reused: no allocation per turn),
+        // and the request ring's tail: this thread is its only writer.
+        let mut batch_ids: Vec<u32> = Vec::with_capacity(depth as usize);
+        let mut tail: u32 = self.completions.ring().request_tail();
         let mut lost: Vec<u16> = Vec::new();
         loop {
             if let Handling::Sink(sink) = &self.handling {
@@ -130,7 +134,7 @@ impl QueueServer {
                 self.commit(queue, &completions);
                 completions.clear();
             }
-            let mut batch: Vec<u32> = Vec::new();
+            let ring = self.completions.ring();
             let mut woken = false;
             let mut rearm = false;
             let turn = queue.flush_and_wake_io_tasks(
@@ -157,14 +161,13 @@ impl QueueServer {
                             return;
                         }
                         let Some(id) = self.completions.tags().issue(tag) else { return };
+                        // At most `depth` requests are unread (each holds its
+                        // tag), and the ring has room for `depth`.
+                        ring.write_request(
+                            tail.wrapping_add(batch_ids.len() as u32),
+                            [id, iod.op_flags, iod.start_sector as u32, (iod.start_sector >> 32) as u32, iod.nr_sectors],
+                        );
                         batch_ids.push(id);
-                        batch.extend_from_slice(&[
-                            id,
-                            iod.op_flags,
-                            iod.start_sector as u32,
-                            (iod.start_sector >> 32) as u32,
-                            iod.nr_sectors,
-                        ]);
                     }
                     // UBLK_IO_RES_ABORT: the device is going away and libublk
                     // marks the queue stopping; other negative results lose
@@ -179,11 +182,9 @@ impl QueueServer {
                 Err(libublk::UblkError::IOError(e)) if e.raw_os_error() == Some(libc::EINTR) => {}
                 Err(e) => return Err(UblkError::Queue { qid: self.qid, what: "io_uring_enter", errno: libublk_errno(&e) }),
             }
-            debug_assert_eq!(batch.len() % wire::REQUEST_WORDS, 0);
-            if let (false, Handling::Sink(sink)) = (batch.is_empty(), &self.handling) {
-                // The sink takes the batch; `batch_ids` (reused, so no
-                // allocation) is what fails it if it cannot be delivered.
-                if !sink.deliver(self.qid, batch) {
+            if let (false, Handling::Sink(sink)) = (batch_ids.is_empty(), &self.handling) {
+                tail = tail.wrapping_add(batch_ids.len() as u32);
+                if !sink.publish(self.qid, ring, &batch_ids, tail) {
                     self.fail_batch(&batch_ids);
                 }
             }

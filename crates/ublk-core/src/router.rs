@@ -1,14 +1,19 @@
-//! Worker mode: each queue's batches go to the sink attached for that queue
+//! Worker mode: each queue's requests go to the sink attached for that queue
 //! (a threadsafe function into the JavaScript worker thread that serves it).
 //!
-//! A queue with no sink attached (its worker is starting, or restarting after
-//! it died) parks its batches until one is. When a sink is lost, the requests
-//! delivered to it can never be answered by it: the queue thread fails them
-//! with EIO (`take_lost`). Only the queue thread issues and delivers requests,
-//! so when it takes the lost ones there is no batch half-way between the two,
-//! and parked batches (never seen by the dead worker) are kept for the next.
+//! The requests themselves stay in the queue's request ring; what the router
+//! decides is who is notified and from which ring position a new worker
+//! starts reading. A queue with no sink attached (its worker is starting, or
+//! restarting after it died) parks its requests: they are published, nobody
+//! is notified, and the next worker starts at the first of them. When a sink
+//! is lost, the requests published to it can never be answered by it: the
+//! queue thread fails them with EIO (`take_lost`), and the next worker starts
+//! after them. Only the queue thread issues and publishes requests, and it
+//! publishes under the route's lock, so a worker never reads a request the
+//! router has not accounted to it.
 
-use crate::dispatch::{wire, RequestSink, TagTable};
+use crate::dispatch::{RequestSink, TagTable};
+use crate::ring::QueueRing;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -20,17 +25,22 @@ struct Route {
     sink: Option<Arc<dyn RequestSink>>,
     /// Counts attached sinks; the current one delivers under this epoch.
     epoch: u32,
-    parked: Vec<Vec<u32>>,
+    /// io ids published while no sink was attached.
+    parked: Vec<u32>,
     /// Per tag: the epoch of the sink its current request went to.
     delivered: Vec<u32>,
     /// Epochs whose sink was lost and whose requests are not failed yet.
     lost: Vec<u32>,
+    /// The request ring's tail as last published.
+    published: u32,
+    /// Where the next sink starts reading: after every request of a lost sink.
+    resume_at: u32,
 }
 
 impl Route {
-    fn mark(&mut self, batch: &[u32], epoch: u32) {
-        for request in batch.chunks_exact(wire::REQUEST_WORDS) {
-            let tag = TagTable::tag_of(request[wire::REQUEST_IO_ID]) as usize;
+    fn mark(&mut self, ids: &[u32], epoch: u32) {
+        for &id in ids {
+            let tag = TagTable::tag_of(id) as usize;
             if self.delivered.len() <= tag {
                 self.delivered.resize(tag + 1, UNDELIVERED);
             }
@@ -38,23 +48,15 @@ impl Route {
         }
     }
 
-    /// Hands `batch` to the sink, or records it as lost with the sink.
-    fn deliver(&mut self, qid: u16, batch: Vec<u32>) {
-        let Some(sink) = self.sink.clone() else {
-            self.mark(&batch, UNDELIVERED);
-            self.parked.push(batch);
-            return;
-        };
-        self.mark(&batch, self.epoch);
-        if !sink.deliver(qid, batch) {
-            // The worker is going away: what it was given fails with it.
-            self.sink = None;
-            self.lost.push(self.epoch);
-        }
+    /// The sink is gone: what it was given fails with it.
+    fn lose_sink(&mut self) {
+        self.sink = None;
+        self.lost.push(self.epoch);
+        self.resume_at = self.published;
     }
 }
 
-/// Per-queue routes of one device's batches.
+/// Per-queue routes of one device's requests.
 pub struct QueueRouter {
     routes: Box<[Mutex<Route>]>,
     /// Set when some route has lost requests for the queue thread to fail.
@@ -73,41 +75,55 @@ impl QueueRouter {
         self.routes.get(qid as usize).map(|r| r.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Attaches `sink` to queue `qid` and delivers the batches parked for it.
-    /// False if the queue has a sink already, or does not exist.
-    pub fn attach(&self, qid: u16, sink: Arc<dyn RequestSink>) -> bool {
-        let Some(mut route) = self.route(qid) else { return false };
-        if route.sink.is_some() {
-            return false;
-        }
-        route.epoch = route.epoch.wrapping_add(1) % UNDELIVERED;
-        route.sink = Some(sink);
-        for batch in std::mem::take(&mut route.parked) {
-            route.deliver(qid, batch);
-        }
+    fn flag_lost(&self, qid: u16, route: &Route) {
         if !route.lost.is_empty() {
             self.any_lost[qid as usize].store(true, Ordering::Release);
         }
-        true
+    }
+
+    /// Attaches `sink` to queue `qid` and notifies it of the requests parked
+    /// for it in `ring`, the queue's rings (None before the device has its
+    /// queues: then nothing is parked yet). Returns the ring position it
+    /// starts reading at; None if the queue has a sink already, or does not
+    /// exist.
+    pub fn attach(&self, qid: u16, ring: Option<&QueueRing>, sink: Arc<dyn RequestSink>) -> Option<u32> {
+        let mut route = self.route(qid)?;
+        if route.sink.is_some() {
+            return None;
+        }
+        route.epoch = route.epoch.wrapping_add(1) % UNDELIVERED;
+        let (epoch, parked) = (route.epoch, std::mem::take(&mut route.parked));
+        route.mark(&parked, epoch);
+        route.sink = Some(sink.clone());
+        let (start, published) = (route.resume_at, route.published);
+        if let Some(ring) = ring {
+            // A notification the previous sink never read is void.
+            ring.reset_notify();
+            if start != published && !sink.publish(qid, ring, &parked, published) {
+                route.lose_sink();
+            }
+        }
+        self.flag_lost(qid, &route);
+        Some(start)
     }
 
     /// Detaches queue `qid`'s sink (its worker died or is leaving): later
-    /// batches park, and what the sink held is for the queue thread to fail.
+    /// requests park, and what the sink held is for the queue thread to fail.
     /// Calls `retire` for every tag delivered to that sink (those still held
     /// are the ones it took down with it) before the queue thread can fail
     /// any of them: `retire` runs under the route's lock, which `take_lost`
     /// needs. Returns whether a sink was attached.
     pub fn detach(&self, qid: u16, mut retire: impl FnMut(u16)) -> bool {
         let Some(mut route) = self.route(qid) else { return false };
-        if route.sink.take().is_none() {
+        if route.sink.is_none() {
             return false;
         }
         let epoch = route.epoch;
         for (tag, _) in route.delivered.iter().enumerate().filter(|(_, e)| **e == epoch) {
             retire(tag as u16);
         }
-        route.lost.push(epoch);
-        self.any_lost[qid as usize].store(true, Ordering::Release);
+        route.lose_sink();
+        self.flag_lost(qid, &route);
         true
     }
 
@@ -135,17 +151,25 @@ impl QueueRouter {
 }
 
 impl RequestSink for QueueRouter {
-    fn deliver(&self, qid: u16, batch: Vec<u32>) -> bool {
-        match self.route(qid) {
-            Some(mut route) => {
-                route.deliver(qid, batch);
-                if !route.lost.is_empty() {
-                    self.any_lost[qid as usize].store(true, Ordering::Release);
-                }
-                true
+    fn publish(&self, qid: u16, ring: &QueueRing, ids: &[u32], tail: u32) -> bool {
+        let Some(mut route) = self.route(qid) else { return false };
+        route.published = tail;
+        match route.sink.clone() {
+            None => {
+                route.mark(ids, UNDELIVERED);
+                route.parked.extend_from_slice(ids);
+                ring.publish_requests(tail);
             }
-            None => false,
+            Some(sink) => {
+                let epoch = route.epoch;
+                route.mark(ids, epoch);
+                if !sink.publish(qid, ring, ids, tail) {
+                    route.lose_sink();
+                }
+            }
         }
+        self.flag_lost(qid, &route);
+        true
     }
 
     fn take_lost(&self, qid: u16, into: &mut Vec<u16>) {
@@ -157,7 +181,7 @@ impl RequestSink for QueueRouter {
 mod tests {
     use super::*;
 
-    /// Records what it is given; refuses once `open` is false.
+    /// Records the io ids it is given; refuses once `closed`.
     #[derive(Default)]
     struct Recorder {
         got: Mutex<Vec<u32>>,
@@ -165,68 +189,67 @@ mod tests {
     }
 
     impl RequestSink for Recorder {
-        fn deliver(&self, _qid: u16, batch: Vec<u32>) -> bool {
+        fn publish(&self, _qid: u16, ring: &QueueRing, ids: &[u32], tail: u32) -> bool {
+            ring.publish_requests(tail);
             if self.closed.load(Ordering::Relaxed) {
                 return false;
             }
-            self.got.lock().unwrap().extend(batch.chunks_exact(wire::REQUEST_WORDS).map(|r| r[0]));
+            self.got.lock().unwrap().extend_from_slice(ids);
             true
         }
     }
 
-    fn batch(tags: &[u32]) -> Vec<u32> {
-        tags.iter().flat_map(|&t| [t | 1 << 16, 0, 0, 0, 8]).collect()
+    fn ids(tags: &[u32]) -> Vec<u32> {
+        tags.iter().map(|&t| t | 1 << 16).collect()
     }
 
-    fn lost(router: &QueueRouter) -> Vec<u16> {
+    fn lost(router: &QueueRouter, qid: u16) -> Vec<u16> {
         let mut out = Vec::new();
-        router.take_lost(0, &mut out);
+        router.take_lost(qid, &mut out);
         out.sort();
         out
     }
 
     #[test]
-    fn parked_batches_go_to_the_next_sink() {
-        let router = QueueRouter::new(1);
-        assert!(router.deliver(0, batch(&[1, 2])));
+    fn parked_requests_go_to_the_next_sink() {
+        let (router, ring) = (QueueRouter::new(1), QueueRing::new(8).unwrap());
+        assert!(router.publish(0, &ring, &ids(&[1, 2]), 2));
+        assert_eq!(ring.request_tail(), 2, "parked requests are published");
         let a = Arc::new(Recorder::default());
-        assert!(router.attach(0, a.clone()));
-        assert!(!router.attach(0, a.clone()), "one sink per queue");
-        assert!(router.deliver(0, batch(&[3])));
-        assert_eq!(*a.got.lock().unwrap(), vec![1 | 1 << 16, 2 | 1 << 16, 3 | 1 << 16]);
-        assert!(lost(&router).is_empty());
+        assert_eq!(router.attach(0, Some(&ring), a.clone()), Some(0), "the first sink reads from the start");
+        assert_eq!(router.attach(0, Some(&ring), a.clone()), None, "one sink per queue");
+        assert!(router.publish(0, &ring, &ids(&[3]), 3));
+        assert_eq!(*a.got.lock().unwrap(), ids(&[1, 2, 3]));
+        assert!(lost(&router, 0).is_empty());
     }
 
     #[test]
-    fn what_a_lost_sink_held_is_failed_and_parked_requests_are_kept() {
-        let router = QueueRouter::new(1);
-        let a = Arc::new(Recorder::default());
-        router.attach(0, a);
-        router.deliver(0, batch(&[1, 2]));
+    fn what_a_lost_sink_held_is_failed_and_the_next_starts_after_it() {
+        let (router, ring) = (QueueRouter::new(1), QueueRing::new(8).unwrap());
+        router.attach(0, Some(&ring), Arc::new(Recorder::default()));
+        router.publish(0, &ring, &ids(&[1, 2]), 2);
         let mut retired = Vec::new();
         assert!(router.detach(0, |tag| retired.push(tag)));
         assert_eq!(retired, vec![1, 2]);
         assert!(!router.detach(0, |_| panic!("nothing attached any more")));
-        router.deliver(0, batch(&[5])); // parked: the dead worker never saw it
-        assert_eq!(lost(&router), vec![1, 2]);
-        assert!(lost(&router).is_empty(), "each lost tag once");
+        router.publish(0, &ring, &ids(&[5]), 3); // parked: the dead worker never saw it
+        assert_eq!(lost(&router, 0), vec![1, 2]);
+        assert!(lost(&router, 0).is_empty(), "each lost tag once");
         let b = Arc::new(Recorder::default());
-        router.attach(0, b.clone());
-        assert_eq!(*b.got.lock().unwrap(), vec![5 | 1 << 16]);
-        assert!(lost(&router).is_empty());
+        assert_eq!(router.attach(0, Some(&ring), b.clone()), Some(2), "the next sink skips what the lost one had");
+        assert_eq!(*b.got.lock().unwrap(), ids(&[5]));
+        assert!(lost(&router, 0).is_empty());
     }
 
     #[test]
     fn a_sink_that_refuses_loses_what_it_was_given() {
-        let router = QueueRouter::new(2);
+        let (router, ring) = (QueueRouter::new(2), QueueRing::new(8).unwrap());
         let a = Arc::new(Recorder::default());
-        router.attach(1, a.clone());
+        router.attach(1, Some(&ring), a.clone());
         a.closed.store(true, Ordering::Relaxed);
-        assert!(router.deliver(1, batch(&[7])));
+        assert!(router.publish(1, &ring, &ids(&[7]), 1));
         assert!(!router.is_attached(1));
-        let mut out = Vec::new();
-        router.take_lost(1, &mut out);
-        assert_eq!(out, vec![7]);
-        assert!(!router.deliver(2, batch(&[0])), "no such queue");
+        assert_eq!(lost(&router, 1), vec![7]);
+        assert!(!router.publish(2, &ring, &ids(&[0]), 1), "no such queue");
     }
 }

@@ -1,11 +1,13 @@
 //! A synthetic request source for the dispatch microbenchmark. It stands in
-//! for a queue thread without a kernel: it hands batches of READ requests to
-//! the same `RequestSink` production uses, and waits for their completions on
-//! the same `CompletionQueue` and eventfd. What it measures is the JS hop:
-//! delivery, the handlers, and the batched completion.
+//! for a queue thread without a kernel: it writes batches of READ requests
+//! into the queue's request ring and publishes them through the same
+//! `RequestSink` production uses, and waits for their completions on the same
+//! `CompletionQueue` and eventfd. What it measures is the JS hop: the
+//! notification, the handlers, and the completions back through the ring.
 
-use crate::dispatch::{wire, CompletionQueue, RequestSink};
+use crate::dispatch::{publish_and_notify, wire, CompletionQueue, RequestSink};
 use crate::error::{last_errno, UblkError};
+use crate::ring::QueueRing;
 use libublk::sys;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,6 +39,9 @@ pub fn run(
         )));
     }
     let nr_sectors = bytes / 512;
+    let ring = completions.ring();
+    let mut tail = ring.request_tail();
+    let mut ids = Vec::with_capacity(batch as usize);
     let mut taken = Vec::new();
     let mut sector = 0u64;
     let mut done = 0u64;
@@ -44,15 +49,20 @@ pub fn run(
     let started = Instant::now();
     while done < requests {
         let n = (batch as u64).min(requests - done) as u32;
-        let mut words = Vec::with_capacity(n as usize * wire::REQUEST_WORDS);
+        ids.clear();
         for tag in 0..n {
             let id = completions.tags().issue(tag as u16).ok_or_else(|| {
                 UblkError::InvalidConfig(format!("batch {batch} is deeper than the queue ({})", completions.tags().depth()))
             })?;
-            words.extend_from_slice(&[id, sys::UBLK_IO_OP_READ, sector as u32, (sector >> 32) as u32, nr_sectors]);
+            ring.write_request(
+                tail.wrapping_add(tag),
+                [id, sys::UBLK_IO_OP_READ, sector as u32, (sector >> 32) as u32, nr_sectors],
+            );
+            ids.push(id);
             sector += nr_sectors as u64;
         }
-        if !sink.deliver(0, words) {
+        tail = tail.wrapping_add(n);
+        if !sink.publish(0, ring, &ids, tail) {
             return Err(UblkError::Os { what: "delivering a synthetic batch", errno: libc::EIO });
         }
         let mut outstanding = n;
@@ -79,25 +89,25 @@ pub fn run(
 }
 
 /// The floor under the JS hop: the same round trip with a Rust thread as the
-/// handler. Each batch goes to that thread through a mutex-protected slot and
-/// an eventfd wake-up; it completes every request at once through the same
-/// `CompletionQueue` and eventfd. No JavaScript, no allocation per request.
+/// handler. It is notified through an eventfd, reads the requests from the
+/// ring and writes their completions into the completion ring, exactly as the
+/// JS dispatcher does. No JavaScript, no allocation per request.
 struct RustEcho {
     state: Arc<EchoState>,
 }
 
 struct EchoState {
-    batch: std::sync::Mutex<Option<Vec<u32>>>,
     wake: std::os::fd::OwnedFd,
     completions: Arc<CompletionQueue>,
     stop: std::sync::atomic::AtomicBool,
 }
 
 impl RequestSink for RustEcho {
-    fn deliver(&self, _qid: u16, batch: Vec<u32>) -> bool {
-        *self.state.batch.lock().unwrap_or_else(|e| e.into_inner()) = Some(batch);
-        signal(&self.state.wake);
-        true
+    fn publish(&self, _qid: u16, ring: &QueueRing, _ids: &[u32], tail: u32) -> bool {
+        publish_and_notify(ring, tail, || {
+            signal(&self.state.wake);
+            true
+        })
     }
 }
 
@@ -119,15 +129,17 @@ pub fn run_floor(completions: Arc<CompletionQueue>, batch: u16, requests: u64, b
         return Err(UblkError::Os { what: "eventfd", errno: last_errno() });
     }
     let state = Arc::new(EchoState {
-        batch: std::sync::Mutex::new(None),
         // SAFETY: `fd` is a fresh descriptor nothing else owns.
         wake: unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) },
         completions: completions.clone(),
         stop: std::sync::atomic::AtomicBool::new(false),
     });
     let echo = state.clone();
+    // Where `run` starts writing; read before it can.
+    let mut cursor = completions.ring().request_tail();
     let handler = std::thread::spawn(move || {
-        let mut pairs: Vec<i32> = Vec::new();
+        let ring = echo.completions.ring();
+        let mut pairs: Vec<(u32, i32)> = Vec::new();
         while !echo.stop.load(Ordering::Acquire) {
             if wait_readable(echo.wake.as_raw_fd(), Duration::from_millis(100)).is_err() {
                 continue;
@@ -135,12 +147,17 @@ pub fn run_floor(completions: Arc<CompletionQueue>, batch: u16, requests: u64, b
             let mut value = 0u64;
             // SAFETY: reads 8 bytes into a live u64 from our non-blocking eventfd.
             unsafe { libc::read(echo.wake.as_raw_fd(), &mut value as *mut u64 as *mut libc::c_void, 8) };
-            let Some(batch) = echo.batch.lock().unwrap_or_else(|e| e.into_inner()).take() else { continue };
+            ring.consume_notify();
+            let tail = ring.request_tail();
             pairs.clear();
-            for r in batch.chunks_exact(wire::REQUEST_WORDS) {
-                pairs.extend_from_slice(&[r[wire::REQUEST_IO_ID] as i32, (r[wire::REQUEST_NR_SECTORS] * 512) as i32]);
+            while cursor != tail {
+                let r = ring.read_request(cursor);
+                pairs.push((r[wire::REQUEST_IO_ID], (r[wire::REQUEST_NR_SECTORS] * 512) as i32));
+                cursor = cursor.wrapping_add(1);
             }
-            echo.completions.push(&pairs);
+            if !pairs.is_empty() && ring.push_completions(&pairs) {
+                echo.completions.wake_if_waiting();
+            }
         }
     });
     let result = run(&RustEcho { state: state.clone() }, &completions, batch, requests, bytes);
@@ -172,15 +189,15 @@ mod tests {
     struct Echo(Arc<CompletionQueue>);
 
     impl RequestSink for Echo {
-        fn deliver(&self, _qid: u16, batch: Vec<u32>) -> bool {
+        fn publish(&self, _qid: u16, ring: &QueueRing, ids: &[u32], tail: u32) -> bool {
+            ring.publish_requests(tail);
+            let first = tail.wrapping_sub(ids.len() as u32);
+            let pairs: Vec<i32> = (0..ids.len() as u32)
+                .map(|i| ring.read_request(first.wrapping_add(i)))
+                .flat_map(|r| [r[wire::REQUEST_IO_ID] as i32, (r[wire::REQUEST_NR_SECTORS] * 512) as i32])
+                .collect();
             let q = self.0.clone();
-            std::thread::spawn(move || {
-                let pairs: Vec<i32> = batch
-                    .chunks_exact(wire::REQUEST_WORDS)
-                    .flat_map(|r| [r[wire::REQUEST_IO_ID] as i32, (r[wire::REQUEST_NR_SECTORS] * 512) as i32])
-                    .collect();
-                q.push(&pairs);
-            });
+            std::thread::spawn(move || q.push(&pairs));
             true
         }
     }
@@ -203,8 +220,8 @@ mod tests {
     fn a_failed_completion_is_an_error() {
         struct Fail(Arc<CompletionQueue>);
         impl RequestSink for Fail {
-            fn deliver(&self, _qid: u16, batch: Vec<u32>) -> bool {
-                self.0.push(&[batch[0] as i32, -libc::EIO]);
+            fn publish(&self, _qid: u16, _ring: &QueueRing, ids: &[u32], _tail: u32) -> bool {
+                self.0.push(&[ids[0] as i32, -libc::EIO]);
                 true
             }
         }

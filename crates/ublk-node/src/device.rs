@@ -5,15 +5,16 @@
 
 use crate::buffers::{external_buffers_allowed, JsRegions};
 use crate::error::OutcomeError;
+use crate::queue_port::{self, core_error, notify_function, JsSink};
 use crate::workers::DeviceHub;
 use napi::bindgen_prelude::*;
-use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::JsDeferred;
 use napi_derive::napi;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
-use ublk_core::device::{run_device, ControlMsg, DeviceInfo, DeviceShared};
+use ublk_core::device::{run_device, ControlMsg, DeviceInfo, DeviceShared, SuppliedQueue};
 use ublk_core::dispatch::{Handling, RequestSink};
+use ublk_core::ring::RingLayout;
 use ublk_core::router::QueueRouter;
 use ublk_core::DeviceConfig;
 
@@ -127,30 +128,6 @@ impl From<DeviceInfo> for NativeDeviceInfo {
     }
 }
 
-/// Requests to JS: `(queue, batch)`, the batch laid out as
-/// `ublk_core::dispatch::wire` says (exported as `REQUEST_*`).
-pub(crate) type BatchFn = ThreadsafeFunction<(u32, Vec<u32>), (), FnArgs<(u32, Uint32Array)>, Status, false>;
-
-pub(crate) struct JsSink {
-    pub(crate) tsfn: BatchFn,
-}
-
-/// The threadsafe function that hands a queue's batches to `onRequests`.
-pub(crate) fn batch_function(on_requests: Function<FnArgs<(u32, Uint32Array)>, ()>) -> Result<BatchFn> {
-    on_requests
-        .build_threadsafe_function::<(u32, Vec<u32>)>()
-        .callee_handled::<false>()
-        .build_callback(|ctx| Ok((ctx.value.0, Uint32Array::new(ctx.value.1)).into()))
-}
-
-impl RequestSink for JsSink {
-    fn deliver(&self, qid: u16, batch: Vec<u32>) -> bool {
-        // Non-blocking into an unbounded queue: never waits on the JS thread.
-        // It fails only once the function is closing (the env is going away).
-        self.tsfn.call((qid as u32, batch), ThreadsafeFunctionCallMode::NonBlocking) == Status::Ok
-    }
-}
-
 type OutcomeResolver = Box<dyn FnOnce(Env) -> Result<StartOutcome> + Send>;
 type ClosedResolver = Box<dyn FnOnce(Env) -> Result<CloseOutcome> + Send>;
 
@@ -172,8 +149,11 @@ pub struct NativeDevice {
     lifecycle: Arc<Mutex<Lifecycle>>,
     controller: Option<std::thread::JoinHandle<()>>,
     buffers_handed_out: Vec<bool>,
+    rings_handed_out: Vec<bool>,
     /// The IO buffers JavaScript allocated, when external ones are refused.
     js_regions: Option<JsRegions>,
+    /// The queues' rings in memory JavaScript allocated, likewise.
+    js_rings: Option<JsRegions>,
     /// Worker mode: the router and the token workers find it by.
     hub: Option<(Arc<DeviceHub>, u32)>,
 }
@@ -207,21 +187,20 @@ impl NativeDevice {
             lifecycle: Arc::new(Mutex::new(Lifecycle::Idle)),
             controller: None,
             buffers_handed_out: Vec::new(),
+            rings_handed_out: Vec::new(),
             js_regions: None,
+            js_rings: None,
         })
     }
 
-    /// Adds and starts the device on its own controller thread. Request
-    /// batches go to `onRequests(queue, batch)` from the moment the queues
-    /// are primed (START_DEV's partition scan needs them); with
-    /// `rustNullHandler` there is no `onRequests`. Resolves with the kernel's
-    /// device info, or an error outcome.
+    /// Adds and starts the device on its own controller thread. From the
+    /// moment the queues are primed (START_DEV's partition scan needs them),
+    /// `onRequests(queue)` is called whenever requests wait in that queue's
+    /// request ring (`queueRing`); with `rustNullHandler` there is no
+    /// `onRequests`. Resolves with the kernel's device info, or an error
+    /// outcome.
     #[napi(ts_return_type = "Promise<StartOutcome>")]
-    pub fn start<'env>(
-        &mut self,
-        env: &'env Env,
-        on_requests: Option<Function<FnArgs<(u32, Uint32Array)>, ()>>,
-    ) -> Result<Object<'env>> {
+    pub fn start<'env>(&mut self, env: &'env Env, on_requests: Option<Function<u32, ()>>) -> Result<Object<'env>> {
         let (deferred, promise) = env.create_deferred::<StartOutcome, OutcomeResolver>()?;
         if !matches!(*self.lifecycle.lock().unwrap(), Lifecycle::Idle) {
             return Err(Error::new(Status::GenericFailure, "the device was already started"));
@@ -238,7 +217,7 @@ impl NativeDevice {
             }
             (None, true) => Handling::NullInQueue,
             (Some(on_requests), false) => {
-                Handling::Sink(Arc::new(JsSink { tsfn: batch_function(on_requests)? }) as Arc<dyn RequestSink>)
+                Handling::Sink(Arc::new(JsSink { tsfn: notify_function(on_requests)? }) as Arc<dyn RequestSink>)
             }
             (Some(_), true) => {
                 return Err(Error::new(Status::InvalidArg, "rustNullHandler serves requests itself: pass no onRequests"))
@@ -258,10 +237,12 @@ impl NativeDevice {
             // Sized for what was asked: the kernel may grant fewer queues,
             // never more, and never larger slots.
             let stride = (self.config.max_io_bytes as usize).next_multiple_of(4096);
-            let (regions, borrowed) =
-                JsRegions::allocate(env, self.config.nr_queues as usize, self.config.queue_depth as usize, stride)?;
+            let (queues, depth) = (self.config.nr_queues as usize, self.config.queue_depth as usize);
+            let (regions, buffers) = JsRegions::allocate(env, queues, depth, stride)?;
             self.js_regions = Some(regions);
-            supplied = borrowed;
+            let (rings, ring_memory) = JsRegions::allocate(env, queues, 1, RingLayout::new(depth).bytes)?;
+            self.js_rings = Some(rings);
+            supplied = buffers.into_iter().zip(ring_memory).map(|(buffers, ring)| SuppliedQueue { buffers, ring }).collect();
         }
         let buffers = if use_js_buffers { "js" } else { "external" };
         let (tx, rx) = std::sync::mpsc::channel();
@@ -341,9 +322,8 @@ impl NativeDevice {
     /// device does not have.
     #[napi]
     pub fn complete(&self, queue: u32, pairs: Int32ArraySlice) -> Result<i32> {
-        match self.shared.with_queue(queue as usize, |q| q.completions.push(&pairs)) {
-            Some(Some(rejected)) => Ok(rejected as i32),
-            Some(None) => Ok(-1),
+        match self.shared.with_queue(queue as usize, |q| queue_port::complete(&q.completions, &pairs)) {
+            Some(result) => Ok(result),
             None if self.shared.queues().is_none() => Ok(-1),
             None => Err(Error::new(Status::InvalidArg, format!("the device has no queue {queue}"))),
         }
@@ -357,20 +337,42 @@ impl NativeDevice {
     pub fn replace_slot<'env>(&mut self, env: &'env Env, queue: u32, id: u32) -> Result<Unknown<'env>> {
         let queues = self.shared.queues().ok_or_else(|| Error::new(Status::GenericFailure, "the device has no queues"))?;
         let q = queues.get(queue as usize).ok_or_else(|| Error::new(Status::InvalidArg, format!("no queue {queue}")))?;
-        if !q.completions.tags().is_held(id) {
-            return Err(Error::new(Status::InvalidArg, format!("request {id} of queue {queue} is not with the handlers")));
-        }
-        let tag = ublk_core::dispatch::TagTable::tag_of(id);
-        let stride = q.buffers.region().stride();
-        let core = |e: ublk_core::UblkError| Error::new(Status::GenericFailure, e.to_string());
         match &mut self.js_regions {
             Some(js) => {
-                let slot = js.add(env, 1, stride)?;
-                q.buffers.replace_with(tag, slot).map_err(core)?;
+                let tag = queue_port::held_tag(q, queue, id)?;
+                let slot = js.add(env, 1, q.buffers.region().stride())?;
+                q.buffers.replace_with(tag, slot).map_err(core_error)?;
                 js.last(env)
             }
-            None => crate::buffers::external_region(env, q.buffers.replace(tag).map_err(core)?),
+            None => queue_port::replace_external_slot(env, q, queue, id),
         }
+    }
+
+    /// Queue `queue`'s rings (request and completion ring, see
+    /// `ringLayout`) as one ArrayBuffer, handed out once per queue.
+    #[napi(ts_return_type = "ArrayBuffer")]
+    pub fn queue_ring<'env>(&mut self, env: &'env Env, queue: u32) -> Result<Unknown<'env>> {
+        let queues = self.shared.queues().ok_or_else(|| Error::new(Status::GenericFailure, "the device has no queues"))?;
+        let q = queues.get(queue as usize).ok_or_else(|| Error::new(Status::InvalidArg, format!("no queue {queue}")))?;
+        if self.rings_handed_out.len() < queues.len() {
+            self.rings_handed_out.resize(queues.len(), false);
+        }
+        if self.rings_handed_out[queue as usize] {
+            return Err(Error::new(Status::GenericFailure, format!("queue {queue}'s ring was already handed out")));
+        }
+        let value = match &self.js_rings {
+            Some(js) => js.get(env, queue as usize)?,
+            None => queue_port::external_ring(env, q)?,
+        };
+        self.rings_handed_out[queue as usize] = true;
+        Ok(value)
+    }
+
+    /// Wakes queue `queue`'s thread, for a dispatcher that published
+    /// completions and claimed the wake-up (`RING_WAITING`).
+    #[napi]
+    pub fn wake(&self, queue: u32) {
+        self.shared.with_queue(queue as usize, |q| q.completions.nudge());
     }
 
     /// Worker mode: the token a worker passes to `attachQueue`.
@@ -440,11 +442,13 @@ impl NativeDevice {
 
 impl ObjectFinalize for NativeDevice {
     fn finalize(mut self, env: Env) -> Result<()> {
-        if let Some(mut js) = self.js_regions.take() {
+        if self.js_regions.is_some() || self.js_rings.is_some() {
             // The kernel and the queue threads may use these buffers until
             // the controller ends; only then may V8 free them.
             self.shutdown();
-            js.release(&env);
+            for mut js in [self.js_regions.take(), self.js_rings.take()].into_iter().flatten() {
+                js.release(&env);
+            }
         }
         Ok(())
     }

@@ -10,6 +10,7 @@ mod backing;
 mod buffers;
 mod device;
 mod error;
+mod queue_port;
 mod synthetic;
 mod wire;
 mod workers;

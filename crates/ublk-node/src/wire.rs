@@ -1,13 +1,16 @@
 //! Facts JavaScript must agree on with the core, exported from where they are
-//! defined: the batch layout (`ublk_core::dispatch::wire`), the kernel's
-//! limits and the request ops and flags of `include/uapi/linux/ublk_cmd.h`.
+//! defined: the request and completion layout (`ublk_core::dispatch::wire`),
+//! the rings' header (`ublk_core::ring::header`, which holds the rest of the
+//! layout), the kernel's limits and the request ops and flags
+//! of `include/uapi/linux/ublk_cmd.h`.
 
 use napi_derive::napi;
 use ublk_core::config;
 use ublk_core::dispatch::wire;
+use ublk_core::ring::header;
 use ublk_core::sys;
 
-/// Words per request in a batch.
+/// Words per request in the request ring.
 #[napi]
 pub const REQUEST_WORDS: u32 = wire::REQUEST_WORDS as u32;
 /// Word of a request: the io id (`tag | generation << 16`), to complete it with.
@@ -31,6 +34,32 @@ pub const COMPLETION_WORDS: u32 = wire::COMPLETION_WORDS as u32;
 /// The tag bits of an io id.
 #[napi]
 pub const IO_ID_TAG_MASK: u32 = wire::IO_ID_TAG_MASK;
+
+/// Ring header word: the request ring's tail (written by the queue thread).
+#[napi]
+pub const RING_REQUEST_TAIL: u32 = header::REQUEST_TAIL as u32;
+/// Ring header word: 1 while a notification is unread (JS clears it before reading the tail).
+#[napi]
+pub const RING_NOTIFY: u32 = header::NOTIFY as u32;
+/// Ring header word: the completion ring's tail (written by JS).
+#[napi]
+pub const RING_COMPLETION_TAIL: u32 = header::COMPLETION_TAIL as u32;
+/// Ring header word: the completion ring's head (written by the queue thread).
+#[napi]
+pub const RING_COMPLETION_HEAD: u32 = header::COMPLETION_HEAD as u32;
+/// Ring header word: 1 while the queue thread waits; whoever swaps it to 0 wakes it.
+#[napi]
+pub const RING_WAITING: u32 = header::WAITING as u32;
+
+/// Ring header word: entries in each ring.
+#[napi]
+pub const RING_CAPACITY: u32 = header::CAPACITY as u32;
+/// Ring header word: the word offset of the request entries.
+#[napi]
+pub const RING_REQUESTS_AT: u32 = header::REQUESTS_AT as u32;
+/// Ring header word: the word offset of the completion entries.
+#[napi]
+pub const RING_COMPLETIONS_AT: u32 = header::COMPLETIONS_AT as u32;
 
 /// The kernel's largest queue depth (`UBLK_MAX_QUEUE_DEPTH`).
 #[napi]

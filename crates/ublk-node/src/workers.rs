@@ -5,13 +5,13 @@
 //! attaches a threadsafe function into its own event loop for its queue.
 //! Its `QueueAttachment` offers the calls a dispatcher needs, for that queue.
 
-use crate::device::{batch_function, JsSink};
+use crate::queue_port::{self, notify_function, JsSink};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use ublk_core::device::{DeviceShared, QueueShared};
-use ublk_core::dispatch::{RequestSink, TagTable};
+use ublk_core::dispatch::RequestSink;
 use ublk_core::router::QueueRouter;
 
 /// What a worker needs of a device: its queues and its router.
@@ -44,26 +44,35 @@ fn lookup(token: u32) -> Option<Arc<DeviceHub>> {
 pub struct QueueAttachment {
     hub: Arc<DeviceHub>,
     queue: u32,
+    /// The request ring position this worker starts reading at.
+    start: u32,
     buffer_handed_out: bool,
+    ring_handed_out: bool,
     attached: bool,
 }
 
 /// Attaches the calling worker to queue `queue` of the device with `token`:
-/// its batches go to `onRequests(queue, batch)` on this thread from now on
-/// (batches that waited for a worker first). Throws if the device is gone, or
-/// the queue already has a worker.
+/// `onRequests(queue)` is called on this thread whenever requests wait in the
+/// queue's request ring for it, from `ringStart` on (requests that waited for
+/// a worker first). Throws if the device is gone, or the queue already has a
+/// worker.
 #[napi]
-pub fn attach_queue(token: u32, queue: u32, on_requests: Function<FnArgs<(u32, Uint32Array)>, ()>) -> Result<QueueAttachment> {
+pub fn attach_queue(token: u32, queue: u32, on_requests: Function<u32, ()>) -> Result<QueueAttachment> {
     let hub = lookup(token).ok_or_else(|| Error::new(Status::InvalidArg, format!("no live device has token {token}")))?;
     let qid = u16::try_from(queue).map_err(|_| Error::new(Status::InvalidArg, format!("no queue {queue}")))?;
-    let sink = Arc::new(JsSink { tsfn: batch_function(on_requests)? }) as Arc<dyn RequestSink>;
-    if !hub.router.attach(qid, sink) {
+    // Workers attach before ADD_DEV (when there are no queues yet) and again
+    // after a restart.
+    let queues = hub.shared.queues();
+    let ring = queues.as_deref().and_then(|qs| qs.get(queue as usize)).map(|q| q.completions.ring());
+    let sink = Arc::new(JsSink { tsfn: notify_function(on_requests)? }) as Arc<dyn RequestSink>;
+    let Some(start) = hub.router.attach(qid, ring, sink) else {
         return Err(Error::new(
             Status::GenericFailure,
             format!("queue {queue} has a worker already, or the device has no such queue"),
         ));
-    }
-    Ok(QueueAttachment { hub, queue, buffer_handed_out: false, attached: true })
+    };
+    drop(queues);
+    Ok(QueueAttachment { hub, queue, start, buffer_handed_out: false, ring_handed_out: false, attached: true })
 }
 
 impl QueueAttachment {
@@ -114,22 +123,39 @@ impl QueueAttachment {
     #[napi]
     pub fn complete(&self, queue: u32, pairs: Int32ArraySlice) -> Result<i32> {
         self.check(queue)?;
-        Ok(match self.hub.shared.with_queue(queue as usize, |q| q.completions.push(&pairs)) {
-            Some(Some(rejected)) => rejected as i32,
-            _ => -1,
-        })
+        Ok(self.hub.shared.with_queue(queue as usize, |q| queue_port::complete(&q.completions, &pairs)).unwrap_or(-1))
     }
 
     /// Exactly `NativeDevice.replaceSlot`, for this worker's queue.
     #[napi(ts_return_type = "ArrayBuffer")]
     pub fn replace_slot<'env>(&self, env: &'env Env, queue: u32, id: u32) -> Result<Unknown<'env>> {
-        let slot = self.with_queue(queue, |q| {
-            if !q.completions.tags().is_held(id) {
-                return Err(Error::new(Status::InvalidArg, format!("request {id} of queue {queue} is not with the handlers")));
-            }
-            q.buffers.replace(TagTable::tag_of(id)).map_err(|e| Error::new(Status::GenericFailure, e.to_string()))
-        })?;
-        crate::buffers::external_region(env, slot)
+        self.with_queue(queue, |q| queue_port::replace_external_slot(env, q, queue, id))
+    }
+
+    /// The queue's rings in this worker's isolate (handed out once per attachment).
+    #[napi(ts_return_type = "ArrayBuffer")]
+    pub fn queue_ring<'env>(&mut self, env: &'env Env, queue: u32) -> Result<Unknown<'env>> {
+        if self.ring_handed_out {
+            return Err(Error::new(Status::GenericFailure, format!("queue {queue}'s ring was already handed out")));
+        }
+        let value = self.with_queue(queue, |q| queue_port::external_ring(env, q))?;
+        self.ring_handed_out = true;
+        Ok(value)
+    }
+
+    /// The request ring position this worker starts reading at.
+    #[napi]
+    pub fn ring_start(&self, queue: u32) -> Result<u32> {
+        self.check(queue)?;
+        Ok(self.start)
+    }
+
+    /// Exactly `NativeDevice.wake`, for this worker's queue.
+    #[napi]
+    pub fn wake(&self, queue: u32) -> Result<()> {
+        self.check(queue)?;
+        self.hub.shared.with_queue(queue as usize, |q| q.completions.nudge());
+        Ok(())
     }
 
     /// Stops receiving batches (they wait for the next worker) and lets the
