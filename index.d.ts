@@ -50,8 +50,8 @@ export declare class NativeDevice {
    */
   replaceSlot(queue: number, id: number): ArrayBuffer
   /**
-   * Queue `queue`'s rings (request and completion ring, see
-   * `ringLayout`) as one ArrayBuffer, handed out once per queue.
+   * Queue `queue`'s rings (request and completion ring, laid out as their
+   * header says) as one ArrayBuffer, handed out once per queue.
    */
   queueRing(queue: number): ArrayBuffer
   /**
@@ -133,6 +133,17 @@ export declare class SyntheticQueue {
    * handler (eventfd wake each way, no JavaScript).
    */
   runFloor(batch: number, requests: number): Promise<SyntheticOutcome>
+  /**
+   * Makes this queue queue 0 of a stand-in device that a worker thread
+   * attaches to exactly as to a real one (`attachQueue(token, 0, ...)`);
+   * returns the token. `runRouted` then goes through the device's router.
+   */
+  shareWithWorkers(): number
+  /**
+   * Like `run`, through the router of `shareWithWorkers` to the worker
+   * attached there: worker mode's path.
+   */
+  runRouted(batch: number, requests: number): Promise<SyntheticOutcome>
   /**
    * Sends `requests` 4 KiB READs through the request ring in batches of
    * `batch` from a Rust thread, each batch once the previous one

@@ -6,7 +6,9 @@
 // requests/s and ns per request for each batch size.
 //
 //   npm run bench:dispatch [-- --requests=N] [--json]
+import { join } from 'node:path'
 import { constants as perf, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks'
+import { Worker } from 'node:worker_threads'
 import native from '../js/native'
 import { QueueDispatcher } from '../js/dispatcher'
 import { NullBackend } from '../js/backends/null'
@@ -72,6 +74,35 @@ export async function measureDispatch(handler: Handler, batch: number, requests:
   }
 }
 
+/**
+ * Like `measureDispatch`, in worker mode: the handler runs on a worker
+ * thread attached to the queue through the addon's router, as a device's
+ * queue worker does. (Minor collections are the worker's, not counted here.)
+ */
+export async function measureDispatchInWorker(handler: string, batch: number, requests: number): Promise<Omit<DispatchFigure, 'handler'>> {
+  const queue = new native.SyntheticQueue(Math.max(batch, 128), 4096)
+  const token = queue.shareWithWorkers()
+  const worker = new Worker(join(__dirname, 'dispatch-worker.js'), { workerData: { token, handler } })
+  try {
+    await new Promise<void>((resolve, reject) => {
+      worker.once('message', () => resolve())
+      worker.once('error', reject)
+    })
+    await queue.runRouted(batch, Math.min(requests, 2000)) // warm-up (JIT)
+    const outcome = await queue.runRouted(batch, requests)
+    if (outcome.error) throw new Error(`synthetic run failed: ${outcome.error.code}: ${outcome.error.message}`)
+    return {
+      batch,
+      requests: outcome.requests,
+      requestsPerSecond: outcome.requests / (outcome.elapsedNs / 1e9),
+      nsPerRequest: outcome.elapsedNs / outcome.requests,
+    }
+  } finally {
+    worker.postMessage('close')
+    await worker.terminate()
+  }
+}
+
 /** The same round trip with a Rust thread as the handler: the floor. */
 export async function measureFloor(batch: number, requests: number): Promise<Omit<DispatchFigure, 'handler'>> {
   const queue = new native.SyntheticQueue(Math.max(batch, 128), 4096)
@@ -85,7 +116,7 @@ export const FLOOR = 'Rust thread (floor)'
 export async function runDispatchBenchmark(requests: number, log: (line: string) => void = () => {}): Promise<DispatchFigure[]> {
   const figures: DispatchFigure[] = []
   const line = (f: DispatchFigure, floor?: DispatchFigure) =>
-    `${f.handler.padEnd(20)} batch ${String(f.batch).padStart(3)}: ${Math.round(f.requestsPerSecond).toLocaleString('en-US').padStart(10)} req/s  ${f.nsPerRequest.toFixed(0).padStart(6)} ns/req` +
+    `${f.handler.padEnd(32)} batch ${String(f.batch).padStart(3)}: ${Math.round(f.requestsPerSecond).toLocaleString('en-US').padStart(10)} req/s  ${f.nsPerRequest.toFixed(0).padStart(6)} ns/req` +
     (floor ? `  ${(f.nsPerRequest / floor.nsPerRequest).toFixed(1).padStart(5)}x the floor` : '') +
     (f.minorGcsPer100k !== undefined ? `  ${f.minorGcsPer100k.toFixed(1).padStart(5)} minor GCs/100k req` : '')
   const floors = new Map<number, DispatchFigure>()
@@ -100,6 +131,13 @@ export async function runDispatchBenchmark(requests: number, log: (line: string)
     for (const batch of BATCH_SIZES) {
       await measureDispatch(make(), batch, Math.min(requests, 2000)) // warm-up (JIT)
       const f = { handler: name, ...(await measureDispatch(make(), batch, requests)) }
+      figures.push(f)
+      log(line(f, floors.get(batch)))
+    }
+  }
+  for (const name of Object.keys(HANDLERS)) {
+    for (const batch of BATCH_SIZES) {
+      const f = { handler: `${name} in a worker`, ...(await measureDispatchInWorker(name, batch, requests)) }
       figures.push(f)
       log(line(f, floors.get(batch)))
     }

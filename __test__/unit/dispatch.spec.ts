@@ -3,7 +3,7 @@
 // threadsafe function), the dispatcher calls the handler with views of the
 // slots, completions come back through the completion ring.
 import test from 'ava'
-import { measureDispatch } from '../../bench/dispatch'
+import { measureDispatch, measureDispatchInWorker } from '../../bench/dispatch'
 import { NullBackend, UblkError, type RequestContext } from '../../js'
 import { QueueDispatcher } from '../../js/dispatcher'
 import native from '../../js/native'
@@ -24,6 +24,13 @@ test('every request reaches the handler once, with its offset and a 4 KiB view',
     Array.from({ length: 100 }, (_, i) => i * 4096),
   )
   t.true(seen.every(([, length, ctx]) => length === 4096 && ctx.op === 'read' && ctx.queue === 0 && ctx.tag < 8))
+})
+
+test('a worker attached through the router serves the same requests', async (t) => {
+  for (const batch of [1, 64]) {
+    const result = await measureDispatchInWorker('async null', batch, 1000)
+    t.is(result.requests, 1000, `batch ${batch}`)
+  }
 })
 
 test('async handlers complete through the same path', async (t) => {

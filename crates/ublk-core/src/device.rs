@@ -76,6 +76,14 @@ impl DeviceShared {
         self.queues.read().unwrap_or_else(|e| e.into_inner()).as_ref()?.get(qid).map(f)
     }
 
+    /// Shared state that has `queues` from the start (for stand-ins of a
+    /// device without a kernel, like the dispatch microbenchmark's).
+    pub fn with_queues(queues: Vec<QueueShared>) -> DeviceShared {
+        let shared = DeviceShared::default();
+        shared.set_queues(queues);
+        shared
+    }
+
     fn set_queues(&self, queues: Vec<QueueShared>) -> Arc<[QueueShared]> {
         let queues: Arc<[QueueShared]> = queues.into();
         *self.queues.write().unwrap_or_else(|e| e.into_inner()) = Some(queues.clone());
@@ -239,13 +247,23 @@ fn spawn_queues(
     let queues = shared.set_queues(queues);
 
     let mut threads = Vec::with_capacity(queues.len());
+    let poll = crate::queue::poll_from_env();
+    let pin = crate::queue::affinity_from_env();
     for (qid, q) in queues.iter().enumerate() {
+        let mut affinity = libublk::ctrl::UblkQueueAffinity::new();
+        // Without it (an error, or every CPU) the thread is not pinned.
+        let cpus = match ctrl.get_queue_affinity(qid as u32, &mut affinity) {
+            Ok(r) if r >= 0 && pin => affinity.to_bits_vec(),
+            _ => Vec::new(),
+        };
         let server = QueueServer {
             qid: qid as u16,
             dev: dev.clone(),
             buffers: q.buffers.clone(),
             completions: q.completions.clone(),
             handling: handling.clone(),
+            poll,
+            cpus,
         };
         let spawned = std::thread::Builder::new().name(format!("ublk{}q{}", info.dev_id, qid)).spawn(move || server.run());
         match spawned {

@@ -26,6 +26,43 @@ pub struct QueueServer {
     pub buffers: Arc<TagBuffers>,
     pub completions: Arc<CompletionQueue>,
     pub handling: Handling,
+    /// How long to poll the completion ring before blocking, after a turn
+    /// that handed requests out (None: never). An experiment, measured in
+    /// the README; set by `UBLK_QUEUE_POLL_US`.
+    pub poll: Option<std::time::Duration>,
+    /// The CPUs the kernel maps to this hardware queue (GET_QUEUE_AFFINITY),
+    /// to pin the thread to as ublksrv does; empty: leave it unpinned.
+    pub cpus: Vec<usize>,
+}
+
+/// Pins the calling thread to `cpus` (best effort: a failure, e.g. CPUs
+/// this process may not use, leaves it where it was).
+fn pin_to(cpus: &[usize]) {
+    if cpus.is_empty() {
+        return;
+    }
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET is called
+    // only for CPUs below CPU_SETSIZE, and sched_setaffinity reads the set
+    // for its stated size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &cpu in cpus.iter().filter(|&&c| c < libc::CPU_SETSIZE as usize) {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// Whether queue threads are pinned to their queue's CPUs: yes unless
+/// `UBLK_QUEUE_AFFINITY=0` (for measuring the difference).
+pub fn affinity_from_env() -> bool {
+    std::env::var("UBLK_QUEUE_AFFINITY").map_or(true, |v| v != "0")
+}
+
+/// The queue threads' completion poll from `UBLK_QUEUE_POLL_US` (unset or 0: none).
+pub fn poll_from_env() -> Option<std::time::Duration> {
+    let us: u64 = std::env::var("UBLK_QUEUE_POLL_US").ok()?.parse().ok()?;
+    (us > 0).then(|| std::time::Duration::from_micros(us))
 }
 
 /// Blocks every signal on the calling thread, so signals go to the JS thread
@@ -47,6 +84,7 @@ impl QueueServer {
         // PR_SET_IO_FLUSHER keeps reclaim from waiting on this thread's own IO;
         // it needs CAP_SYS_RESOURCE and its failure is harmless.
         libublk::ctrl::UblkCtrl::init_queue_thread();
+        pin_to(&self.cpus);
         let queue = match UblkQueue::new(self.qid, &self.dev) {
             Ok(q) => q,
             Err(e) => {
@@ -119,12 +157,19 @@ impl QueueServer {
         let mut batch_ids: Vec<u32> = Vec::with_capacity(depth as usize);
         let mut tail: u32 = self.completions.ring().request_tail();
         let mut lost: Vec<u16> = Vec::new();
+        let mut handed_out = false;
         loop {
             if let Handling::Sink(sink) = &self.handling {
                 sink.take_lost(self.qid, &mut lost);
                 if !lost.is_empty() {
                     let ids: Vec<u32> = lost.drain(..).filter_map(|tag| self.completions.tags().held_id(tag)).collect();
                     self.fail_batch(&ids);
+                }
+            }
+            if let (Some(poll), true) = (self.poll, std::mem::take(&mut handed_out)) {
+                let deadline = std::time::Instant::now() + poll;
+                while !self.completions.ring().completions_pending() && std::time::Instant::now() < deadline {
+                    std::hint::spin_loop();
                 }
             }
             // Commit what handlers completed until nothing is pending as
@@ -187,6 +232,7 @@ impl QueueServer {
                 if !sink.publish(self.qid, ring, &batch_ids, tail) {
                     self.fail_batch(&batch_ids);
                 }
+                handed_out = true;
             }
             batch_ids.clear();
             if !served_here.is_empty() {

@@ -128,6 +128,13 @@ impl From<DeviceInfo> for NativeDeviceInfo {
     }
 }
 
+/// Which of a queue's memories JS asks for.
+#[derive(Clone, Copy)]
+enum QueueMemory {
+    Buffers,
+    Ring,
+}
+
 type OutcomeResolver = Box<dyn FnOnce(Env) -> Result<StartOutcome> + Send>;
 type ClosedResolver = Box<dyn FnOnce(Env) -> Result<CloseOutcome> + Send>;
 
@@ -287,23 +294,7 @@ impl NativeDevice {
     /// forbids two live external buffers over the same memory).
     #[napi(ts_return_type = "ArrayBuffer")]
     pub fn queue_buffer<'env>(&mut self, env: &'env Env, queue: u32) -> Result<Unknown<'env>> {
-        let queues = self
-            .shared
-            .queues()
-            .ok_or_else(|| Error::new(Status::GenericFailure, "the device has no queues (not started, or closed)"))?;
-        let q = queues.get(queue as usize).ok_or_else(|| Error::new(Status::InvalidArg, format!("no queue {queue}")))?;
-        if self.buffers_handed_out.len() < queues.len() {
-            self.buffers_handed_out.resize(queues.len(), false);
-        }
-        if self.buffers_handed_out[queue as usize] {
-            return Err(Error::new(Status::GenericFailure, format!("queue {queue}'s buffer was already handed out")));
-        }
-        let value = match &self.js_regions {
-            Some(js) => js.get(env, queue as usize)?,
-            None => crate::buffers::external_region(env, q.buffers.region().clone())?,
-        };
-        self.buffers_handed_out[queue as usize] = true;
-        Ok(value)
+        self.hand_out(env, queue, QueueMemory::Buffers)
     }
 
     /// Bytes per tag slot in queue `queue`'s buffer region.
@@ -348,24 +339,11 @@ impl NativeDevice {
         }
     }
 
-    /// Queue `queue`'s rings (request and completion ring, see
-    /// `ringLayout`) as one ArrayBuffer, handed out once per queue.
+    /// Queue `queue`'s rings (request and completion ring, laid out as their
+    /// header says) as one ArrayBuffer, handed out once per queue.
     #[napi(ts_return_type = "ArrayBuffer")]
     pub fn queue_ring<'env>(&mut self, env: &'env Env, queue: u32) -> Result<Unknown<'env>> {
-        let queues = self.shared.queues().ok_or_else(|| Error::new(Status::GenericFailure, "the device has no queues"))?;
-        let q = queues.get(queue as usize).ok_or_else(|| Error::new(Status::InvalidArg, format!("no queue {queue}")))?;
-        if self.rings_handed_out.len() < queues.len() {
-            self.rings_handed_out.resize(queues.len(), false);
-        }
-        if self.rings_handed_out[queue as usize] {
-            return Err(Error::new(Status::GenericFailure, format!("queue {queue}'s ring was already handed out")));
-        }
-        let value = match &self.js_rings {
-            Some(js) => js.get(env, queue as usize)?,
-            None => queue_port::external_ring(env, q)?,
-        };
-        self.rings_handed_out[queue as usize] = true;
-        Ok(value)
+        self.hand_out(env, queue, QueueMemory::Ring)
     }
 
     /// Wakes queue `queue`'s thread, for a dispatcher that published
@@ -427,6 +405,32 @@ impl NativeDevice {
 }
 
 impl NativeDevice {
+    /// Queue `queue`'s buffers or rings as one ArrayBuffer, once per queue.
+    fn hand_out<'env>(&mut self, env: &'env Env, queue: u32, which: QueueMemory) -> Result<Unknown<'env>> {
+        let queues = self
+            .shared
+            .queues()
+            .ok_or_else(|| Error::new(Status::GenericFailure, "the device has no queues (not started, or closed)"))?;
+        let q = queues.get(queue as usize).ok_or_else(|| Error::new(Status::InvalidArg, format!("no queue {queue}")))?;
+        let (handed_out, js, name) = match which {
+            QueueMemory::Buffers => (&mut self.buffers_handed_out, &self.js_regions, "buffer"),
+            QueueMemory::Ring => (&mut self.rings_handed_out, &self.js_rings, "ring"),
+        };
+        if handed_out.len() < queues.len() {
+            handed_out.resize(queues.len(), false);
+        }
+        if handed_out[queue as usize] {
+            return Err(Error::new(Status::GenericFailure, format!("queue {queue}'s {name} was already handed out")));
+        }
+        let value = match (js, which) {
+            (Some(js), _) => js.get(env, queue as usize)?,
+            (None, QueueMemory::Buffers) => crate::buffers::external_region(env, q.buffers.region().clone())?,
+            (None, QueueMemory::Ring) => queue_port::external_ring(env, q)?,
+        };
+        handed_out[queue as usize] = true;
+        Ok(value)
+    }
+
     /// Abandons the queues, tells the controller to stop and delete the
     /// device, and waits for its thread to end.
     fn shutdown(&mut self) {

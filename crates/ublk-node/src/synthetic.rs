@@ -7,13 +7,15 @@
 
 use crate::error::OutcomeError;
 use crate::queue_port::{self, core_error, notify_function, JsSink};
+use crate::workers::DeviceHub;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use ublk_core::buffer::{IoBufferRegion, TagBuffers};
-use ublk_core::device::QueueShared;
+use ublk_core::device::{DeviceShared, QueueShared};
 use ublk_core::dispatch::CompletionQueue;
+use ublk_core::router::QueueRouter;
 
 /// What a synthetic run measured, or why it failed.
 #[napi(object)]
@@ -45,6 +47,8 @@ type SyntheticResolver = Box<dyn FnOnce(Env) -> Result<SyntheticOutcome> + Send>
 #[napi]
 pub struct SyntheticQueue {
     queue: QueueShared,
+    /// Once shared with workers: the stand-in device they attach to, and its token.
+    hub: Option<(Arc<DeviceHub>, u32)>,
     buffer_handed_out: bool,
     ring_handed_out: bool,
     running: Arc<AtomicBool>,
@@ -62,7 +66,13 @@ impl SyntheticQueue {
             buffers: Arc::new(TagBuffers::new(Arc::new(region))),
             completions: Arc::new(CompletionQueue::new(depth as usize).map_err(core_error)?),
         };
-        Ok(SyntheticQueue { queue, buffer_handed_out: false, ring_handed_out: false, running: Arc::new(AtomicBool::new(false)) })
+        Ok(SyntheticQueue {
+            queue,
+            hub: None,
+            buffer_handed_out: false,
+            ring_handed_out: false,
+            running: Arc::new(AtomicBool::new(false)),
+        })
     }
 
     /// The queue's buffer region as one external ArrayBuffer (queue 0 only).
@@ -122,6 +132,37 @@ impl SyntheticQueue {
     pub fn run_floor<'env>(&mut self, env: &'env Env, batch: u32, requests: f64) -> Result<Object<'env>> {
         self.spawn_run(env, batch, requests, move |completions, batch, requests| {
             ublk_core::synthetic::run_floor(completions, batch, requests, 4096)
+        })
+    }
+
+    /// Makes this queue queue 0 of a stand-in device that a worker thread
+    /// attaches to exactly as to a real one (`attachQueue(token, 0, ...)`);
+    /// returns the token. `runRouted` then goes through the device's router.
+    #[napi]
+    pub fn share_with_workers(&mut self) -> u32 {
+        if let Some((_, token)) = &self.hub {
+            return *token;
+        }
+        let queue = QueueShared { buffers: self.queue.buffers.clone(), completions: self.queue.completions.clone() };
+        let hub = Arc::new(DeviceHub {
+            shared: Arc::new(DeviceShared::with_queues(vec![queue])),
+            router: Arc::new(QueueRouter::new(1)),
+        });
+        let token = crate::workers::register(&hub);
+        self.hub = Some((hub, token));
+        token
+    }
+
+    /// Like `run`, through the router of `shareWithWorkers` to the worker
+    /// attached there: worker mode's path.
+    #[napi(ts_return_type = "Promise<SyntheticOutcome>")]
+    pub fn run_routed<'env>(&mut self, env: &'env Env, batch: u32, requests: f64) -> Result<Object<'env>> {
+        let router = match &self.hub {
+            Some((hub, _)) => hub.router.clone(),
+            None => return Err(Error::new(Status::GenericFailure, "shareWithWorkers() first")),
+        };
+        self.spawn_run(env, batch, requests, move |completions, batch, requests| {
+            ublk_core::synthetic::run(&*router, &completions, batch, requests, 4096)
         })
     }
 
