@@ -247,7 +247,6 @@ fn spawn_queues(
     let queues = shared.set_queues(queues);
 
     let mut threads = Vec::with_capacity(queues.len());
-    let poll = crate::queue::poll_from_env();
     let pin = crate::queue::affinity_from_env();
     for (qid, q) in queues.iter().enumerate() {
         let mut affinity = libublk::ctrl::UblkQueueAffinity::new();
@@ -262,7 +261,6 @@ fn spawn_queues(
             buffers: q.buffers.clone(),
             completions: q.completions.clone(),
             handling: handling.clone(),
-            poll,
             cpus,
         };
         let spawned = std::thread::Builder::new().name(format!("ublk{}q{}", info.dev_id, qid)).spawn(move || server.run());

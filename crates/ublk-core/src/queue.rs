@@ -26,10 +26,6 @@ pub struct QueueServer {
     pub buffers: Arc<TagBuffers>,
     pub completions: Arc<CompletionQueue>,
     pub handling: Handling,
-    /// How long to poll the completion ring before blocking, after a turn
-    /// that handed requests out (None: never). An experiment, measured in
-    /// the README; set by `UBLK_QUEUE_POLL_US`.
-    pub poll: Option<std::time::Duration>,
     /// The CPUs the kernel maps to this hardware queue (GET_QUEUE_AFFINITY),
     /// to pin the thread to as ublksrv does; empty: leave it unpinned.
     pub cpus: Vec<usize>,
@@ -57,12 +53,6 @@ fn pin_to(cpus: &[usize]) {
 /// `UBLK_QUEUE_AFFINITY=0` (for measuring the difference).
 pub fn affinity_from_env() -> bool {
     std::env::var("UBLK_QUEUE_AFFINITY").map_or(true, |v| v != "0")
-}
-
-/// The queue threads' completion poll from `UBLK_QUEUE_POLL_US` (unset or 0: none).
-pub fn poll_from_env() -> Option<std::time::Duration> {
-    let us: u64 = std::env::var("UBLK_QUEUE_POLL_US").ok()?.parse().ok()?;
-    (us > 0).then(|| std::time::Duration::from_micros(us))
 }
 
 /// Blocks every signal on the calling thread, so signals go to the JS thread
@@ -157,19 +147,12 @@ impl QueueServer {
         let mut batch_ids: Vec<u32> = Vec::with_capacity(depth as usize);
         let mut tail: u32 = self.completions.ring().request_tail();
         let mut lost: Vec<u16> = Vec::new();
-        let mut handed_out = false;
         loop {
             if let Handling::Sink(sink) = &self.handling {
                 sink.take_lost(self.qid, &mut lost);
                 if !lost.is_empty() {
                     let ids: Vec<u32> = lost.drain(..).filter_map(|tag| self.completions.tags().held_id(tag)).collect();
                     self.fail_batch(&ids);
-                }
-            }
-            if let (Some(poll), true) = (self.poll, std::mem::take(&mut handed_out)) {
-                let deadline = std::time::Instant::now() + poll;
-                while !self.completions.ring().completions_pending() && std::time::Instant::now() < deadline {
-                    std::hint::spin_loop();
                 }
             }
             // Commit what handlers completed until nothing is pending as
@@ -232,7 +215,6 @@ impl QueueServer {
                 if !sink.publish(self.qid, ring, &batch_ids, tail) {
                     self.fail_batch(&batch_ids);
                 }
-                handed_out = true;
             }
             batch_ids.clear();
             if !served_here.is_empty() {
