@@ -24,6 +24,8 @@ export interface DispatchFigure {
   nsPerRequest: number
   /** Young-generation collections per 100k requests: what the path allocates per request, counted. */
   minorGcsPer100k?: number
+  /** Times the dispatcher was notified (main-thread runs only). */
+  notifications?: number
 }
 
 /** Counts V8's minor (scavenge) collections from now until `stop()`. */
@@ -71,6 +73,7 @@ export async function measureDispatch(handler: Handler, batch: number, requests:
     requestsPerSecond: outcome.requests / seconds,
     nsPerRequest: outcome.elapsedNs / outcome.requests,
     minorGcsPer100k: (minorGcs * 100_000) / outcome.requests,
+    notifications: dispatcher.stats.notifications,
   }
 }
 

@@ -165,6 +165,7 @@ export class QueueDispatcher {
 
   /** Serves every request published in the ring since the last call. Never throws. */
   onNotify(): void {
+    this.counters[C.notifications]++
     this.ring.drain(this.visitBound)
   }
 

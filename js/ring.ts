@@ -74,8 +74,10 @@ export class QueueRing {
       throw new RangeError(`queue ${queue}'s ring does not hold the layout it states`)
     }
     this.cursor = port.ringStart?.(queue) ?? 0
+    // A predecessor (a worker that died) may have left completions the
+    // queue thread has not taken yet: start after them, with the true head.
     this.completionTail = Atomics.load(this.words, RING_COMPLETION_TAIL)
-    this.completionHead = this.completionTail
+    this.completionHead = Atomics.load(this.words, RING_COMPLETION_HEAD)
   }
 
   /**

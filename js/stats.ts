@@ -17,6 +17,11 @@ export interface QueueStats {
   /** Requests handed to the handler and not completed yet. */
   inFlight: number
   /**
+   * Times the queue thread woke this queue's handlers to read its request
+   * ring; requests per notification is how much arrives per wake-up.
+   */
+  notifications: number
+  /**
    * Completions the addon refused to pass to the kernel: out-of-range tags,
    * repeats, or completions of a request that was already answered.
    */
@@ -37,6 +42,7 @@ export function emptyStats(queue: number): QueueStats {
     errors: 0,
     timedOut: 0,
     inFlight: 0,
+    notifications: 0,
     rejectedCompletions: 0,
   }
 }
@@ -54,6 +60,7 @@ export const COUNTER_FIELDS = [
   'errors',
   'timedOut',
   'inFlight',
+  'notifications',
 ] as const satisfies ReadonlyArray<keyof QueueStats>
 
 export type CounterField = (typeof COUNTER_FIELDS)[number]

@@ -32,6 +32,11 @@ test('fio randwrite with crc32c verify, then a separate verify pass, on 2 queues
   const stats = dev.stats()
   t.true(stats.every((q) => q.writes > 0 && q.reads > 0), 'both queues served IO')
   t.true(stats.every((q) => q.errors === 0 && q.inFlight === 0))
+  // Every notification follows a turn that published requests: never more of them than requests.
+  t.true(
+    stats.every((q) => q.notifications > 0 && q.notifications <= q.reads + q.writes + q.flushes + q.discards + q.writeZeroes + q.other),
+    JSON.stringify(stats.map((q) => [q.notifications, q.reads + q.writes])),
+  )
 })
 
 test('sequential 1 MiB writes read back and verified', async (t) => {

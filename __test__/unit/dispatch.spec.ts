@@ -18,6 +18,8 @@ test('every request reaches the handler once, with its offset and a 4 KiB view',
   }
   const result = await measureDispatch(handler, 8, 100)
   t.is(result.requests, 100)
+  const notified = result.notifications ?? -1
+  t.true(notified >= 13 && notified <= 100, `${notified} notifications for 13 batches`)
   t.is(seen.length, 100)
   t.deepEqual(
     seen.map(([offset]) => offset),
