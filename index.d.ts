@@ -62,8 +62,8 @@ export declare class NativeDevice {
   /** Worker mode: the token a worker passes to `attachQueue`. */
   get token(): number | null
   /**
-   * Worker mode: queue `queue`'s worker is gone (it died): its batches wait
-   * for the next one, and what it held fails with EIO. Returns whether a
+   * Worker mode: queue `queue`'s worker is gone (it died): its requests
+   * wait in the ring for the next one, and what it held fails with EIO. Returns whether a
    * worker was attached.
    */
   detachQueue(queue: number): boolean
@@ -106,7 +106,7 @@ export declare class QueueAttachment {
   /** Exactly `NativeDevice.wake`, for this worker's queue. */
   wake(queue: number): void
   /**
-   * Stops receiving batches (they wait for the next worker) and lets the
+   * Stops receiving requests (they wait for the next worker) and lets the
    * requests this worker still holds fail with EIO. Idempotent.
    */
   detach(): void
@@ -259,7 +259,7 @@ export interface NativeDeviceOptions {
    */
   rustNullHandler?: boolean
   /**
-   * Worker mode: each queue's batches go to the worker attached for it
+   * Worker mode: each queue's requests go to the worker attached for it
    * (`attachQueue(device.token, queue, onRequests)`), not to `start`'s
    * `onRequests`.
    */

@@ -1,7 +1,8 @@
 //! `NativeDevice`: the JS handle of one ublk device. It spawns the device's
-//! controller thread (`ublk_core::device::run_device`), hands request batches
-//! to JavaScript through a threadsafe function, exposes each queue's buffer
-//! region as one external ArrayBuffer, and takes completions back.
+//! controller thread (`ublk_core::device::run_device`), notifies JavaScript of
+//! requests in each queue's request ring through a threadsafe function,
+//! exposes each queue's rings and buffer region as ArrayBuffers, and wakes
+//! the queue threads when completions need them.
 
 use crate::buffers::{external_buffers_allowed, JsRegions};
 use crate::error::OutcomeError;
@@ -44,7 +45,7 @@ pub struct NativeDeviceOptions {
     /// Diagnostic: serve every request in the queue thread as a null target
     /// (zeros on read), never calling JavaScript.
     pub rust_null_handler: Option<bool>,
-    /// Worker mode: each queue's batches go to the worker attached for it
+    /// Worker mode: each queue's requests go to the worker attached for it
     /// (`attachQueue(device.token, queue, onRequests)`), not to `start`'s
     /// `onRequests`.
     pub workers: Option<bool>,
@@ -359,8 +360,8 @@ impl NativeDevice {
         self.hub.as_ref().map(|(_, token)| *token)
     }
 
-    /// Worker mode: queue `queue`'s worker is gone (it died): its batches wait
-    /// for the next one, and what it held fails with EIO. Returns whether a
+    /// Worker mode: queue `queue`'s worker is gone (it died): its requests
+    /// wait in the ring for the next one, and what it held fails with EIO. Returns whether a
     /// worker was attached.
     #[napi]
     pub fn detach_queue(&self, queue: u32) -> bool {

@@ -1,5 +1,5 @@
 //! Worker mode: a JavaScript worker thread per queue. The main thread's
-//! `NativeDevice` routes each queue's batches through a `QueueRouter`; a
+//! `NativeDevice` routes each queue's requests through a `QueueRouter`; a
 //! worker reaches the device by its token (a process-wide registry: the
 //! addon is loaded once per process, each worker with its own env) and
 //! attaches a threadsafe function into its own event loop for its queue.
@@ -158,7 +158,7 @@ impl QueueAttachment {
         Ok(())
     }
 
-    /// Stops receiving batches (they wait for the next worker) and lets the
+    /// Stops receiving requests (they wait for the next worker) and lets the
     /// requests this worker still holds fail with EIO. Idempotent.
     #[napi]
     pub fn detach(&mut self) {
