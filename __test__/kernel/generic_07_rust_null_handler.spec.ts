@@ -1,7 +1,7 @@
 // generic_07: the diagnostic `rustNullHandler` serves a device inside the
 // addon's queue threads (zeros on read, writes accepted) without calling JS.
 import test from 'ava'
-import { existsSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createDevice } from '../../js'
@@ -35,4 +35,25 @@ test('a rustNullHandler device keeps its process alive until SIGTERM', async (t)
   t.true(existsSync(server.path))
   await server.stop()
   t.deepEqual(ublkBlockDevices(), [])
+})
+
+test('each queue thread is pinned to one CPU of its hardware queue', async (t) => {
+  requireUblkKernel()
+  // One queue: the kernel maps every CPU to it, and the thread takes one of them.
+  const dev = await createDevice({ size: 16 << 20, queues: 1, rustNullHandler: true, handleSignals: false })
+  t.teardown(() => dev.close())
+  const allowed = (status: string) => /^Cpus_allowed_list:\s*(\S+)$/m.exec(status)?.[1]
+  const tasks = readdirSync('/proc/self/task').map((tid) => ({
+    comm: readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim(),
+    cpus: allowed(readFileSync(`/proc/self/task/${tid}/status`, 'utf8')),
+  }))
+  const queueThread = tasks.find((task) => task.comm === `ublk${dev.info.id}q0`)
+  t.truthy(queueThread, `no thread ublk${dev.info.id}q0 among ${tasks.map((task) => task.comm).join(', ')}`)
+  t.regex(queueThread?.cpus ?? '', /^\d+$/, `the queue thread may run on ${queueThread?.cpus}`)
+  // ... one of those the process may use ("0-3,6" form).
+  const processCpus = (allowed(readFileSync('/proc/self/status', 'utf8')) ?? '').split(',').flatMap((range) => {
+    const [from, to = from] = range.split('-').map(Number)
+    return Array.from({ length: to - from + 1 }, (_, i) => from + i)
+  })
+  t.true(processCpus.includes(Number(queueThread?.cpus)), `CPU ${queueThread?.cpus} is not in ${processCpus}`)
 })

@@ -252,7 +252,7 @@ fn spawn_queues(
         let mut affinity = libublk::ctrl::UblkQueueAffinity::new();
         // Without it (an error, or every CPU) the thread is not pinned.
         let cpus = match ctrl.get_queue_affinity(qid as u32, &mut affinity) {
-            Ok(r) if r >= 0 && pin => affinity.to_bits_vec(),
+            Ok(r) if r >= 0 && pin => crate::queue::one_cpu_of(&affinity.to_bits_vec(), info.dev_id, qid),
             _ => Vec::new(),
         };
         let server = QueueServer {

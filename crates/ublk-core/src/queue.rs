@@ -26,9 +26,25 @@ pub struct QueueServer {
     pub buffers: Arc<TagBuffers>,
     pub completions: Arc<CompletionQueue>,
     pub handling: Handling,
-    /// The CPUs the kernel maps to this hardware queue (GET_QUEUE_AFFINITY),
-    /// to pin the thread to as ublksrv does; empty: leave it unpinned.
+    /// The CPU (of those the kernel maps to this hardware queue) to pin the
+    /// thread to, see [`one_cpu_of`]; empty: leave it unpinned.
     pub cpus: Vec<usize>,
+}
+
+/// One CPU of a queue's GET_QUEUE_AFFINITY set, as ublksrv and libublk's
+/// `UBLK_DEV_F_SINGLE_CPU_AFFINITY` pin their queue threads: a thread allowed
+/// on every CPU of a large set keeps migrating between them. The choice
+/// rotates with the device and queue ids, so that single-queue devices (whose
+/// set is every CPU) spread over the CPUs instead of all landing on the first.
+///
+/// Measured on 7.3 in one guest boot (2 vCPUs, 1 queue, whose set is both):
+/// pinning to one CPU instead of the set took the JS NullBackend's 4k
+/// randread QD128 from 6.6-10.1k to 7.9-13.0k IOPS.
+pub fn one_cpu_of(set: &[usize], dev_id: u32, qid: usize) -> Vec<usize> {
+    if set.is_empty() {
+        return Vec::new();
+    }
+    vec![set[(dev_id as usize + qid) % set.len()]]
 }
 
 /// Pins the calling thread to `cpus` (best effort: a failure, e.g. CPUs
@@ -231,5 +247,19 @@ impl QueueServer {
                 self.arm_eventfd(queue)?;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_cpu_of;
+
+    #[test]
+    fn one_cpu_of_a_queue_set_rotates_with_device_and_queue() {
+        assert_eq!(one_cpu_of(&[], 0, 0), Vec::<usize>::new());
+        assert_eq!(one_cpu_of(&[3], 7, 1), vec![3], "a single-CPU set is kept");
+        assert_eq!(one_cpu_of(&[0, 1], 0, 0), vec![0]);
+        assert_eq!(one_cpu_of(&[0, 1], 1, 0), vec![1], "the next device takes the next CPU");
+        assert_eq!(one_cpu_of(&[2, 5, 6], 0, 4), vec![5]);
     }
 }
