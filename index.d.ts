@@ -197,11 +197,11 @@ export declare function featureNames(mask: number): Array<string>
 export declare const IO_ID_TAG_MASK: number
 
 /**
- * The running kernel's ublk feature mask, read with GET_FEATURES on
- * `/dev/ublk-control` (Linux 6.5+). Throws with `code` `ENOENT` when the
- * control device is missing (`ublk_drv` not loaded).
+ * The running kernel's ublk features: GET_FEATURES on `/dev/ublk-control`
+ * (Linux 6.5+), or inferred from the kernel version before that. Throws
+ * with `code` `ENOENT` when the control device is missing, saying why.
  */
-export declare function kernelFeatures(): number
+export declare function kernelFeatures(): NativeKernelFeatures
 
 /** Every ublk device on the machine, from GET_DEV_INFO and GET_PARAMS. */
 export declare function listDevices(): Array<NativeDeviceSummary>
@@ -277,6 +277,19 @@ export interface NativeDeviceSummary {
   /** The serving process the kernel recorded (-1 or 0: none). */
   ublksrvPid: number
   flags: number
+}
+
+/** The running kernel's ublk features as `kernelFeatures()` reports them. */
+export interface NativeKernelFeatures {
+  /** The `UBLK_F_*` mask (bits 0-52 are exact in a JS number). */
+  mask: number
+  /**
+   * `GET_FEATURES` (the kernel said) or `kernel version` (before 6.5: the
+   * mask is what the mainline release of that version has).
+   */
+  source: string
+  /** The running kernel's release (`uname -r`). */
+  kernel: string
 }
 
 export interface OutcomeError {

@@ -172,7 +172,7 @@ async function main() {
   if (hasUblkHere()) {
     await runTap('real-kernel tests (this kernel)', ava, avaKernelArgs)
   } else {
-    const kernels = process.env.UBLK_VM_KERNEL ? [process.env.UBLK_VM_KERNEL] : ['6.12', '7']
+    const kernels = process.env.UBLK_VM_KERNEL ? [process.env.UBLK_VM_KERNEL] : ['6.1', '6.12', '7']
     for (const kernel of kernels) {
       const env = { UBLK_VM_KERNEL: kernel }
       const prep = spawnSync('bash', [path.join(root, 'scripts/vm/prepare')], {

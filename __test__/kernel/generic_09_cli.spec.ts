@@ -4,7 +4,7 @@
 import test from 'ava'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { exec, requireUblkKernel, sh, spawnServer, tempImage, ublkBlockDevices, type Server } from './helpers'
+import { exec, kernelVersion, requireUblkKernel, sh, spawnServer, tempImage, ublkBlockDevices, type Server } from './helpers'
 
 const CLI = join(__dirname, '..', '..', 'dist', 'cli', 'main.js')
 
@@ -17,12 +17,19 @@ function serve(t: { teardown(fn: () => unknown): void }, ...args: string[]): Pro
   return spawnServer([CLI, 'serve', ...args], { t })
 }
 
-test('features prints the mask and the flag names', async (t) => {
+test('features prints the mask and the flag names, and says when the kernel cannot report them', async (t) => {
   requireUblkKernel()
   const r = await ublk('features')
   t.is(r.code, 0, r.stderr)
-  t.regex(r.stdout, /^0x[0-9a-f]+\n/)
+  const [major, minor] = kernelVersion()
+  if (major === 6 && minor < 5) {
+    t.regex(r.stdout, /^# Linux \S+ has no GET_FEATURES \(6\.5\+\): these are the features of its mainline release\n0x[0-9a-f]+\n/)
+  } else {
+    t.regex(r.stdout, /^0x[0-9a-f]+\n/)
+  }
   t.regex(r.stdout, /UBLK_F_USER_RECOVERY/)
+  const json = JSON.parse((await ublk('features', '--json')).stdout)
+  t.is(json.source, major === 6 && minor < 5 ? 'kernel version' : 'GET_FEATURES')
 })
 
 test('serve --backend memory shows in list, delete refuses while it lives, SIGTERM removes it', async (t) => {

@@ -8,14 +8,19 @@ import { isAlive } from './processes'
 
 export const featuresHelp = `Usage: ublk features [--json]
 
-Prints the running kernel's ublk feature flags (GET_FEATURES), by name.`
+Prints the running kernel's ublk feature flags by name: as GET_FEATURES
+reports them (Linux 6.5+), or, on older kernels that cannot say, those the
+mainline release of the running version has (stated as such).`
 
 export async function features(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { json: { type: 'boolean' } }, strict: true })
   const f = await kernelFeatures()
   if (values.json) {
-    console.log(JSON.stringify({ mask: `0x${f.mask.toString(16)}`, names: f.names }))
+    console.log(JSON.stringify({ mask: `0x${f.mask.toString(16)}`, names: f.names, source: f.source, kernel: f.kernel }))
   } else {
+    if (f.source !== 'GET_FEATURES') {
+      console.log(`# Linux ${f.kernel} has no GET_FEATURES (6.5+): these are the features of its mainline release`)
+    }
     console.log(`0x${f.mask.toString(16)}`)
     for (const name of f.names) console.log(name)
   }

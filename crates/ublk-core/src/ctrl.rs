@@ -7,9 +7,28 @@
 //! device go through libublk's `UblkCtrl` (see `device.rs`).
 
 use crate::error::{last_errno, UblkError};
+use crate::kernel::KernelRelease;
 use io_uring::{opcode, squeue, types, IoUring};
 use libublk::sys;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// Which control command numbers the running kernel takes, decided once per
+/// process: the ioctl-encoded `UBLK_U_CMD_*` (Linux 6.4+, `UBLK_F_CMD_IOCTL_ENCODE`)
+/// or the legacy plain `UBLK_CMD_*` numbers, the only ones 6.1-6.3 know (and
+/// which 6.4+ still take unless built without CONFIG_BLKDEV_UBLK_LEGACY_OPCODES).
+/// libublk falls back the same way for the commands it sends.
+static ENCODING: AtomicU8 = AtomicU8::new(UNDECIDED);
+const UNDECIDED: u8 = 0;
+const IOCTL_ENCODED: u8 = 1;
+const LEGACY: u8 = 2;
+
+/// The legacy number of an ioctl-encoded command, for the commands that have
+/// one (GET_FEATURES, 0x13, and later ones exist only encoded).
+fn legacy_number(cmd_op: u32) -> Option<u32> {
+    let nr = cmd_op & 0xff;
+    (nr <= sys::UBLK_CMD_GET_DEV_INFO2).then_some(nr)
+}
 
 /// Path of the ublk control device node.
 pub const UBLK_CONTROL_PATH: &str = "/dev/ublk-control";
@@ -28,7 +47,7 @@ impl ControlDevice {
         // preconditions and the returned fd is checked before use.
         let raw = unsafe { libc::open(c"/dev/ublk-control".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
         if raw < 0 {
-            return Err(UblkError::ControlDevice { errno: last_errno() });
+            return Err(UblkError::control_device(last_errno()));
         }
         // SAFETY: `raw` is a freshly opened fd that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
@@ -45,6 +64,41 @@ impl ControlDevice {
     /// valid (and writable, for commands the kernel answers through it)
     /// until this call returns, which is after the command's CQE is reaped.
     unsafe fn send(&mut self, name: &'static str, cmd_op: u32, cmd: &sys::ublksrv_ctrl_cmd) -> Result<i32, UblkError> {
+        let legacy = legacy_number(cmd_op);
+        match (ENCODING.load(Ordering::Relaxed), legacy) {
+            // SAFETY: the caller's contract, passed on.
+            (LEGACY, Some(nr)) => return unsafe { self.send_as(name, nr, cmd) },
+            (IOCTL_ENCODED, _) | (_, None) => return unsafe { self.send_as(name, cmd_op, cmd) },
+            _ => {}
+        }
+        // Undecided: kernels before 6.4 answer an encoded number they do not
+        // know with EOPNOTSUPP (after looking the device up: ENODEV for a
+        // missing one says nothing about the encoding).
+        // SAFETY: the caller's contract, passed on (each call reaps its CQE).
+        match unsafe { self.send_as(name, cmd_op, cmd) } {
+            Err(UblkError::Command { errno: libc::EOPNOTSUPP, .. }) => {
+                let nr = legacy.expect("the undecided path only runs for commands with a legacy number");
+                // SAFETY: as above.
+                let res = unsafe { self.send_as(name, nr, cmd) };
+                if !matches!(res, Err(UblkError::Command { errno: libc::EOPNOTSUPP, .. })) {
+                    ENCODING.store(LEGACY, Ordering::Relaxed);
+                }
+                res
+            }
+            res => {
+                if res.is_ok() {
+                    ENCODING.store(IOCTL_ENCODED, Ordering::Relaxed);
+                }
+                res
+            }
+        }
+    }
+
+    /// Sends one control command with exactly this command number.
+    ///
+    /// # Safety
+    /// As for [`ControlDevice::send`].
+    unsafe fn send_as(&mut self, name: &'static str, cmd_op: u32, cmd: &sys::ublksrv_ctrl_cmd) -> Result<i32, UblkError> {
         let mut payload = [0u8; 80];
         // SAFETY: ublksrv_ctrl_cmd is a 32-byte plain-old-data UAPI struct
         // (checked below), copied into the SQE's 80-byte command area.
@@ -171,9 +225,40 @@ pub fn delete_device(id: u32) -> Result<(), UblkError> {
     ControlDevice::open()?.delete(id)
 }
 
-/// The running kernel's ublk feature mask (GET_FEATURES).
-pub fn kernel_features() -> Result<u64, UblkError> {
-    ControlDevice::open()?.features()
+/// Where a [`KernelFeatures`] mask comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeatureSource {
+    /// The kernel said, through GET_FEATURES (6.5+).
+    GetFeatures,
+    /// The kernel cannot say (before 6.5): the mask is what the mainline
+    /// release of its version has (`features::features_of_release`).
+    KernelVersion,
+}
+
+/// The running kernel's ublk features, and how they are known.
+#[derive(Debug, Clone)]
+pub struct KernelFeatures {
+    pub mask: u64,
+    pub source: FeatureSource,
+    pub kernel: KernelRelease,
+}
+
+/// The running kernel's ublk features: GET_FEATURES where the kernel has it,
+/// inferred from its version where it does not (6.1-6.4 answer the unknown
+/// command with ENODEV, as they look the device id up first; older builds
+/// with EINVAL or EOPNOTSUPP).
+pub fn kernel_features() -> Result<KernelFeatures, UblkError> {
+    let kernel = crate::kernel::running();
+    match ControlDevice::open()?.features() {
+        Ok(mask) => Ok(KernelFeatures { mask, source: FeatureSource::GetFeatures, kernel }),
+        Err(UblkError::Command { errno: libc::ENODEV | libc::EINVAL | libc::EOPNOTSUPP, .. })
+            if !kernel.at_least(crate::features::GET_FEATURES_SINCE) =>
+        {
+            let mask = crate::features::features_of_release((kernel.major, kernel.minor));
+            Ok(KernelFeatures { mask, source: FeatureSource::KernelVersion, kernel })
+        }
+        Err(e) => Err(e),
+    }
 }
 
 // The control command travels inside the SQE's 80-byte command area.
@@ -195,6 +280,15 @@ mod tests {
             return; // this kernel has ublk; the error path cannot be provoked here
         }
         let err = kernel_features().unwrap_err();
-        assert!(matches!(err, UblkError::ControlDevice { errno: libc::ENOENT }), "{err:?}");
+        assert!(matches!(err, UblkError::ControlDevice { errno: libc::ENOENT, .. }), "{err:?}");
+    }
+
+    #[test]
+    fn legacy_numbers_exist_up_to_get_dev_info2() {
+        assert_eq!(legacy_number(sys::UBLK_U_CMD_GET_DEV_INFO), Some(sys::UBLK_CMD_GET_DEV_INFO));
+        assert_eq!(legacy_number(sys::UBLK_U_CMD_DEL_DEV), Some(sys::UBLK_CMD_DEL_DEV));
+        assert_eq!(legacy_number(sys::UBLK_U_CMD_GET_PARAMS), Some(sys::UBLK_CMD_GET_PARAMS));
+        assert_eq!(legacy_number(sys::UBLK_U_CMD_GET_FEATURES), None);
+        assert_eq!(legacy_number(sys::UBLK_U_CMD_DEL_DEV_ASYNC), None);
     }
 }

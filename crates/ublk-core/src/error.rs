@@ -10,8 +10,9 @@ use std::fmt;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum UblkError {
-    /// `/dev/ublk-control` could not be opened.
-    ControlDevice { errno: i32 },
+    /// `/dev/ublk-control` could not be opened; `advice` says why and what
+    /// to do (see [`UblkError::control_device`]).
+    ControlDevice { errno: i32, advice: String },
     /// A ublk control command (ADD_DEV, START_DEV, GET_FEATURES, ...) failed.
     Command { cmd: &'static str, errno: i32 },
     /// A system call outside the ublk commands failed.
@@ -26,12 +27,24 @@ impl UblkError {
     /// The positive errno this error stands for.
     pub fn errno(&self) -> i32 {
         match *self {
-            UblkError::ControlDevice { errno }
+            UblkError::ControlDevice { errno, .. }
             | UblkError::Command { errno, .. }
             | UblkError::Os { errno, .. }
             | UblkError::Queue { errno, .. } => errno,
             UblkError::InvalidConfig(_) => libc::EINVAL,
         }
+    }
+
+    /// The error for a failed open of `/dev/ublk-control`: a missing node
+    /// is explained from the running kernel (module not loaded, or a kernel
+    /// built without ublk, and what to do on this distribution).
+    pub fn control_device(errno: i32) -> UblkError {
+        let advice = match errno {
+            libc::ENOENT | libc::ENODEV | libc::ENXIO => crate::kernel::UblkSupport::probe().advice(),
+            libc::EACCES | libc::EPERM => "permission denied: ublk devices need root".to_string(),
+            _ => "see dmesg".to_string(),
+        };
+        UblkError::ControlDevice { errno, advice }
     }
 
     /// The errno's symbolic name (`ENOENT`), as Node reports `err.code`.
@@ -65,16 +78,8 @@ fn command_hint(cmd: &str, errno: i32) -> &'static str {
 impl fmt::Display for UblkError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            UblkError::ControlDevice { errno } => {
-                let why = match *errno {
-                    libc::ENOENT | libc::ENODEV | libc::ENXIO => {
-                        "the kernel module ublk_drv is not loaded or this kernel has no ublk \
-                         (Linux >= 6.1 with CONFIG_BLK_DEV_UBLK): try `modprobe ublk_drv`"
-                    }
-                    libc::EACCES | libc::EPERM => "permission denied: ublk devices need root",
-                    _ => "see dmesg",
-                };
-                write!(f, "cannot open /dev/ublk-control ({}): {}", errno_name(*errno), why)
+            UblkError::ControlDevice { errno, advice } => {
+                write!(f, "cannot open /dev/ublk-control ({}): {}", errno_name(*errno), advice)
             }
             UblkError::Command { cmd, errno } => write!(
                 f,
@@ -148,11 +153,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn control_device_missing_says_what_to_load() {
-        let e = UblkError::ControlDevice { errno: libc::ENOENT };
+    fn control_device_missing_explains_the_running_kernel() {
+        let e = UblkError::control_device(libc::ENOENT);
         assert_eq!(e.code(), "ENOENT");
         assert_eq!(e.errno(), libc::ENOENT);
-        assert!(e.to_string().contains("modprobe ublk_drv"), "{}", e);
+        let release = crate::kernel::running().release;
+        assert!(e.to_string().starts_with("cannot open /dev/ublk-control (ENOENT): "), "{e}");
+        assert!(e.to_string().contains("ublk_drv") || e.to_string().contains(&release), "{e}");
+        let denied = UblkError::control_device(libc::EACCES);
+        assert!(denied.to_string().contains("need root"), "{denied}");
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod device;
 pub mod dispatch;
 pub mod error;
 pub mod features;
+pub mod kernel;
 pub mod null_target;
 pub mod queue;
 pub mod ring;

@@ -17,13 +17,29 @@ mod workers;
 
 use napi_derive::napi;
 
-/// The running kernel's ublk feature mask, read with GET_FEATURES on
-/// `/dev/ublk-control` (Linux 6.5+). Throws with `code` `ENOENT` when the
-/// control device is missing (`ublk_drv` not loaded).
+/// The running kernel's ublk features as `kernelFeatures()` reports them.
+#[napi(object)]
+pub struct NativeKernelFeatures {
+    /// The `UBLK_F_*` mask (bits 0-52 are exact in a JS number).
+    pub mask: i64,
+    /// `GET_FEATURES` (the kernel said) or `kernel version` (before 6.5: the
+    /// mask is what the mainline release of that version has).
+    pub source: String,
+    /// The running kernel's release (`uname -r`).
+    pub kernel: String,
+}
+
+/// The running kernel's ublk features: GET_FEATURES on `/dev/ublk-control`
+/// (Linux 6.5+), or inferred from the kernel version before that. Throws
+/// with `code` `ENOENT` when the control device is missing, saying why.
 #[napi]
-pub fn kernel_features() -> napi::Result<i64, String> {
-    let mask = ublk_core::ctrl::kernel_features().map_err(error::to_napi)?;
-    Ok(mask as i64)
+pub fn kernel_features() -> napi::Result<NativeKernelFeatures, String> {
+    let f = ublk_core::ctrl::kernel_features().map_err(error::to_napi)?;
+    let source = match f.source {
+        ublk_core::ctrl::FeatureSource::GetFeatures => "GET_FEATURES",
+        ublk_core::ctrl::FeatureSource::KernelVersion => "kernel version",
+    };
+    Ok(NativeKernelFeatures { mask: f.mask as i64, source: source.to_string(), kernel: f.kernel.release })
 }
 
 /// Names of the `UBLK_F_*` bits set in `mask` (unknown bits as `bit N`).
