@@ -190,6 +190,9 @@ export declare const COMPLETION_WORDS: number
  */
 export declare function deleteDevice(id: number): Promise<TaskOutcome>
 
+/** What the kernel knows of device `id` (throws ENODEV when there is none). */
+export declare function describeDevice(id: number): NativeDeviceSummary
+
 /** Names of the `UBLK_F_*` bits set in `mask` (unknown bits as `bit N`). */
 export declare function featureNames(mask: number): Array<string>
 
@@ -264,6 +267,10 @@ export interface NativeDeviceOptions {
    * `onRequests`.
    */
   workers?: boolean
+  /** `off` (the default), `reissue`, `fail-inflight` or `fail-io`. */
+  recovery?: string
+  /** Re-attach to the existing device `id` instead of adding one. */
+  recover?: boolean
 }
 
 /** One ublk device as `listDevices()` reports it. */
@@ -277,6 +284,17 @@ export interface NativeDeviceSummary {
   /** The serving process the kernel recorded (-1 or 0: none). */
   ublksrvPid: number
   flags: number
+  /** `off`, `reissue`, `fail-inflight` or `fail-io`, from the flags. */
+  recovery: string
+  logicalBlockSize: number
+  physicalBlockSize: number
+  /** Bytes per request buffer (the device's largest request). */
+  maxIoSize: number
+  readOnly: boolean
+  rotational: boolean
+  writeCache: boolean
+  fua: boolean
+  discard: boolean
 }
 
 /** The running kernel's ublk features as `kernelFeatures()` reports them. */

@@ -844,6 +844,7 @@ module.exports.backingSize = nativeBinding.backingSize
 module.exports.backingWriteZeroes = nativeBinding.backingWriteZeroes
 module.exports.COMPLETION_WORDS = nativeBinding.COMPLETION_WORDS
 module.exports.deleteDevice = nativeBinding.deleteDevice
+module.exports.describeDevice = nativeBinding.describeDevice
 module.exports.featureNames = nativeBinding.featureNames
 module.exports.IO_ID_TAG_MASK = nativeBinding.IO_ID_TAG_MASK
 module.exports.kernelFeatures = nativeBinding.kernelFeatures

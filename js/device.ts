@@ -4,7 +4,7 @@ import type { NativeDevice, NativeDeviceInfo, OutcomeError } from '../index.js'
 import { QueueDispatcher } from './dispatcher'
 import { fromNative, UblkError } from './errors'
 import type { RequestContext } from './handler'
-import { resolveOptions, type DeviceOptions } from './options'
+import { KEPT_BY_THE_KERNEL, resolveOptions, type DeviceOptions, type RecoverOptions, type ResolvedOptions } from './options'
 import { trackForSignals, untrackForSignals } from './signals'
 import { emptyStats, statsFrom, type QueueStats } from './stats'
 import { WorkerPool } from './workers/pool'
@@ -172,7 +172,61 @@ function warnJsBuffersOnce(): void {
  * `UblkError` that says which command failed and what to check.
  */
 export async function createDevice(options: DeviceOptions): Promise<Device> {
-  const resolved = resolveOptions(options)
+  return openDevice(resolveOptions(options))
+}
+
+/**
+ * Re-attaches to device `id`, which was created with `recovery` and whose
+ * server died (or left it), and serves it with `options.handler` (or
+ * `workers`): its size, queues, depth, block sizes and recovery mode are the
+ * ones the kernel kept. IO that waited meanwhile is served from then on.
+ * Rejects with a `UblkError` when there is no such device (ENODEV), when a
+ * live process serves it (EBUSY), or when it was created without recovery
+ * (EINVAL); a failed recovery leaves the device waiting for the next one.
+ */
+export async function recoverDevice(id: number, options: RecoverOptions): Promise<Device> {
+  if (!Number.isInteger(id) || id < 0) {
+    throw Object.assign(new RangeError(`The value of "id" is out of range. It must be a device id (an integer >= 0). Received ${String(id)}`), {
+      code: 'ERR_OUT_OF_RANGE',
+    })
+  }
+  if (typeof options !== 'object' || options === null) return openDevice(resolveOptions(options))
+  for (const name of KEPT_BY_THE_KERNEL) {
+    if ((options as Record<string, unknown>)[name] !== undefined) {
+      throw Object.assign(new TypeError(`The "options.${name}" property must be undefined: recoverDevice takes it from the device`), {
+        code: 'ERR_INVALID_ARG_TYPE',
+      })
+    }
+  }
+  let kept: ReturnType<typeof native.describeDevice>
+  try {
+    kept = native.describeDevice(id)
+  } catch (err) {
+    const e = fromNative(err)
+    if (e instanceof UblkError && e.code === 'ENODEV') throw new UblkError('ENODEV', `cannot recover ublk device ${id}: no such device`)
+    throw e
+  }
+  if (kept.size === 0) throw new UblkError('EINVAL', `cannot recover ublk device ${id}: it was never started`)
+  const resolved = resolveOptions({
+    ...options,
+    id,
+    size: kept.size,
+    logicalBlockSize: kept.logicalBlockSize,
+    physicalBlockSize: kept.physicalBlockSize,
+    queues: kept.queues,
+    queueDepth: kept.queueDepth,
+    maxIoSize: kept.maxIoSize,
+    readOnly: kept.readOnly,
+    rotational: kept.rotational,
+    discard: kept.discard,
+    writeCache: kept.writeCache,
+    fua: kept.fua,
+    recovery: kept.recovery === 'off' ? false : kept.recovery,
+  })
+  return openDevice({ ...resolved, native: { ...resolved.native, recover: true } })
+}
+
+async function openDevice(resolved: ResolvedOptions): Promise<Device> {
   const nativeDevice: NativeDevice = new native.NativeDevice(resolved.native)
   let device: Device | undefined
   const onRequestError = (err: unknown, ctx: RequestContext) => {

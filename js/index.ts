@@ -1,6 +1,6 @@
-export { createDevice, Device } from './device'
+export { createDevice, recoverDevice, Device } from './device'
 export type { DeviceInfo } from './device'
-export type { DeviceOptions, WorkerOptions } from './options'
+export type { DeviceOptions, RecoverOptions, Recovery, WorkerOptions } from './options'
 export type { Handler, RequestContext } from './handler'
 export type { Op } from './ops'
 export type { QueueStats } from './stats'

@@ -52,11 +52,34 @@ export interface DeviceOptions {
   /** Close the device on SIGINT/SIGTERM, then exit. Default true. */
   handleSignals?: boolean
   /**
+   * Whether the device outlives a server that dies (kill -9, a crash), so
+   * that another process can `recoverDevice(id, ...)` it (USER_RECOVERY):
+   * `'reissue'`: IO the dead server had not completed is re-issued to the
+   * next one, nothing fails. `'fail-inflight'`: that IO fails with EIO, IO
+   * queued after the death waits for the next server. `'fail-io'` (Linux
+   * 6.13+): every IO fails with EIO from the death until a server recovers
+   * the device (refused for now: libublk 0.4.8 cannot add such a device).
+   * Default false: the device dies with its server. `close()`,
+   * signals and a normal exit still delete the device.
+   */
+  recovery?: Recovery
+  /**
    * Diagnostic, for benchmarks: serve every request inside the addon's queue
    * threads as a null device (zeros on read, like `NullBackend`), never
    * calling JavaScript. Measures what the JS hop costs; give no `handler`.
    */
   rustNullHandler?: boolean
+}
+
+/** See `DeviceOptions.recovery`. */
+export type Recovery = false | 'reissue' | 'fail-inflight' | 'fail-io'
+
+const RECOVERY_MODES = ['reissue', 'fail-inflight', 'fail-io'] as const
+
+function validRecovery(value: unknown): Recovery {
+  if (value === undefined || value === false) return false
+  if (typeof value === 'string' && (RECOVERY_MODES as readonly string[]).includes(value)) return value as Recovery
+  throw OptionError.type('recovery', `false or one of ${RECOVERY_MODES.map((m) => `'${m}'`).join(', ')}`, value)
 }
 
 /** See `DeviceOptions.workers`. */
@@ -217,6 +240,12 @@ export interface ResolvedOptions {
 /** The largest `requestTimeout` a timer can serve (about 24.8 days). */
 const MAX_TIMEOUT_MS = 2 ** 31 - 1
 
+/** Options of `recoverDevice`: how to serve; the geometry is the device's own. */
+export type RecoverOptions = Pick<DeviceOptions, 'handler' | 'workers' | 'rustNullHandler' | 'requestTimeout' | 'handleSignals'>
+
+/** The options `recoverDevice` takes from the kernel, never from its caller. */
+export const KEPT_BY_THE_KERNEL = [...Object.keys(DEVICE_SCHEMA), 'recovery'] as const
+
 export function resolveOptions(options: unknown): ResolvedOptions {
   if (typeof options !== 'object' || options === null) {
     throw Object.assign(new TypeError(`The "options" argument must be of type object. Received ${describe(options)}`), {
@@ -242,6 +271,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   if (resolved.fua && !resolved.writeCache) throw OptionError.range('fua', 'false when writeCache is false', resolved.fua)
   const handleSignals = resolveEntry('handleSignals', { kind: 'boolean', default: true }, o.handleSignals, c) as boolean
   const requestTimeout = resolveEntry('requestTimeout', { kind: 'integer', min: 0, max: MAX_TIMEOUT_MS, default: 30_000 }, o.requestTimeout, c) as number
+  const recovery = validRecovery(o.recovery)
   const buffers = buffersFromEnv()
   return {
     native: {
@@ -249,6 +279,8 @@ export function resolveOptions(options: unknown): ResolvedOptions {
       ...(buffers && { buffers }),
       rustNullHandler: rustNullHandler as boolean,
       workers: workers !== undefined,
+      recovery: recovery || 'off',
+      recover: false,
     },
     handler,
     workers,

@@ -21,7 +21,7 @@ test('sizes take binary units', (t) => {
 })
 
 test('every command has --help, and no command prints the overview with exit 2', (t) => {
-  for (const cmd of ['features', 'list', 'delete', 'serve']) {
+  for (const cmd of ['features', 'list', 'delete', 'serve', 'recover']) {
     const r = ublk(cmd, '--help')
     t.is(r.status, 0, cmd)
     t.regex(r.stdout, new RegExp(`Usage: ublk ${cmd}`))

@@ -1,7 +1,7 @@
 import test from 'ava'
 import { existsSync } from 'node:fs'
-import { createDevice, NullBackend, UblkError, type DeviceOptions } from '../../js'
-import { buffersFromEnv } from '../../js/options'
+import { createDevice, NullBackend, recoverDevice, UblkError, type DeviceOptions } from '../../js'
+import { buffersFromEnv, resolveOptions } from '../../js/options'
 import native from '../../js/native'
 
 const base = (): DeviceOptions => ({ size: 1 << 30, handler: new NullBackend() })
@@ -92,4 +92,20 @@ test('the limits come from the addon', (t) => {
   t.is(native.UBLK_MAX_QUEUE_DEPTH, 4096)
   t.is(native.MAX_IO_BUF_BYTES, 32 << 20)
   t.is(native.REQUEST_WORDS, 5)
+})
+
+test('recoverDevice refuses geometry options (the device keeps its own) before any kernel call', async (t) => {
+  const handler = { read() {} }
+  for (const name of ['size', 'queues', 'queueDepth', 'logicalBlockSize', 'recovery', 'id']) {
+    const err = await t.throwsAsync(recoverDevice(3, { handler, [name]: 1 } as never), { instanceOf: TypeError })
+    t.regex(err?.message ?? '', new RegExp(`options\\.${name}.*takes it from the device`))
+  }
+  await t.throwsAsync(recoverDevice(-1, { handler }), { instanceOf: RangeError })
+})
+
+test('recovery must be false or a mode', (t) => {
+  const handler = { read() {} }
+  t.is(resolveOptions({ size: 4096, handler }).native.recovery, 'off')
+  t.is(resolveOptions({ size: 4096, handler, recovery: 'reissue' }).native.recovery, 'reissue')
+  t.throws(() => resolveOptions({ size: 4096, handler, recovery: true }), { instanceOf: TypeError, message: /options\.recovery.*'reissue', 'fail-inflight', 'fail-io'/ })
 })

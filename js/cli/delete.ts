@@ -10,9 +10,10 @@ export const deleteHelp = `Usage: ublk delete <id>...
        ublk delete --all | --dead
 Options:
   --all     every ublk device on this machine
-  --dead    devices whose serving process is gone
-  --force   delete even a device that a live process serves or that is mounted
-            (its IO then fails)
+  --dead    devices whose serving process is gone, except those waiting for
+            \`ublk recover\` (served with --recovery)
+  --force   delete even a device that a live process serves, that is mounted,
+            or that waits for recovery (its IO then fails)
 
 Deletes ublk devices (DEL_DEV). A device still served by a live process, or
 mounted, is left alone and its holders are named, unless --force is given;
@@ -37,7 +38,11 @@ export async function remove(argv: string[]): Promise<number> {
       return id
     })
   } else {
-    ids = devices.filter((d) => values.all || !d.alive).map((d) => d.id)
+    const waiting = values.all || values.force ? [] : devices.filter((d) => d.recoverable)
+    for (const d of waiting) {
+      console.log(`kept ${d.id}: it waits for recovery (${d.recovery}); ublk recover ${d.id} serves it, ublk delete --force ${d.id} removes it`)
+    }
+    ids = devices.filter((d) => values.all || (!d.alive && !waiting.includes(d))).map((d) => d.id)
     if (ids.length === 0) console.log(values.all ? 'no ublk devices' : 'no devices without a live server')
   }
   let failed = false

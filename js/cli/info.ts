@@ -29,10 +29,15 @@ export async function features(argv: string[]): Promise<number> {
 
 export const listHelp = `Usage: ublk list [--json]
 
-Lists every ublk device on this machine: id, state, size, queues, queue
-depth, and the serving process (pid, and whether it is still alive).`
+Lists every ublk device on this machine: id, state (the kernel's: LIVE,
+QUIESCED, FAIL_IO, DEAD), size, queues, queue depth, recovery mode (what
+happens to its IO when its server dies: off, reissue, fail-inflight,
+fail-io), and the serving process (pid, and whether it is still alive).
+A device whose server died and that has a recovery mode waits for
+\`ublk recover\`.`
 
-const STATES = ['dead', 'live', 'quiesced', 'fail-io']
+/** `UBLK_S_DEV_*` by value, as the kernel names them. */
+const STATES = ['DEAD', 'LIVE', 'QUIESCED', 'FAIL_IO']
 
 export interface ListedDevice {
   id: number
@@ -40,8 +45,12 @@ export interface ListedDevice {
   size: number
   queues: number
   queueDepth: number
+  /** `off`, `reissue`, `fail-inflight` or `fail-io`. */
+  recovery: string
   pid: number
   alive: boolean
+  /** Its server is gone but the device waits for another (`ublk recover`). */
+  recoverable: boolean
 }
 
 export function listedDevices(): ListedDevice[] {
@@ -51,15 +60,21 @@ export function listedDevices(): ListedDevice[] {
   } catch (err) {
     throw fromNative(err)
   }
-  return devices.map((d) => ({
-    id: d.id,
-    state: STATES[d.state] ?? `state ${d.state}`,
-    size: d.size,
-    queues: d.queues,
-    queueDepth: d.queueDepth,
-    pid: d.ublksrvPid,
-    alive: isAlive(d.ublksrvPid),
-  }))
+  return devices.map((d) => {
+    const state = STATES[d.state] ?? `state ${d.state}`
+    const alive = isAlive(d.ublksrvPid)
+    return {
+      id: d.id,
+      state,
+      size: d.size,
+      queues: d.queues,
+      queueDepth: d.queueDepth,
+      recovery: d.recovery,
+      pid: d.ublksrvPid,
+      alive,
+      recoverable: d.recovery !== 'off' && !alive && state !== 'DEAD',
+    }
+  })
 }
 
 export function list(argv: string[]): number {
@@ -69,9 +84,10 @@ export function list(argv: string[]): number {
     console.log(JSON.stringify(devices))
     return EXIT.ok
   }
-  const rows = [['ID', 'STATE', 'SIZE', 'QUEUES', 'DEPTH', 'PID', 'SERVER']]
+  const rows = [['ID', 'STATE', 'SIZE', 'QUEUES', 'DEPTH', 'RECOVERY', 'PID', 'SERVER']]
   for (const d of devices) {
-    rows.push([String(d.id), d.state, formatSize(d.size), String(d.queues), String(d.queueDepth), d.pid > 0 ? String(d.pid) : '-', d.pid > 0 ? (d.alive ? 'alive' : 'gone') : '-'])
+    const server = d.pid > 0 ? (d.alive ? 'alive' : d.recoverable ? 'gone (waits for ublk recover)' : 'gone') : '-'
+    rows.push([String(d.id), d.state, formatSize(d.size), String(d.queues), String(d.queueDepth), d.recovery, d.pid > 0 ? String(d.pid) : '-', server])
   }
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)))
   for (const r of rows) console.log(r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd())

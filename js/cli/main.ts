@@ -1,10 +1,10 @@
 #!/usr/bin/env node
-// The `ublk` command: features, list, delete, serve. Each has --help.
+// The `ublk` command: features, list, delete, serve, recover. Each has --help.
 import { UblkError } from '../errors'
 import { EXIT, UsageError } from './args'
 import { deleteHelp, remove } from './delete'
 import { features, featuresHelp, list, listHelp } from './info'
-import { serve, serveHelp } from './serve'
+import { recover, recoverHelp, serve, serveHelp } from './serve'
 
 const HELP = `Usage: ublk <command> [options]
 
@@ -13,6 +13,7 @@ Commands:
   list       every ublk device on this machine and who serves it
   delete     remove devices (e.g. left behind by a server that died)
   serve      serve a handler module or a shipped backend as /dev/ublkbN
+  recover    serve again a device whose server died (one served with --recovery)
 
 Run "ublk <command> --help" for a command's options. Most commands need root.`
 
@@ -21,11 +22,12 @@ const COMMANDS: Record<string, { help: string; run: (argv: string[]) => number |
   list: { help: listHelp, run: list },
   delete: { help: deleteHelp, run: remove },
   serve: { help: serveHelp, run: serve },
+  recover: { help: recoverHelp, run: recover },
 }
 
 /** Advice for the errors users actually hit, unless the message has it. */
 function advice(err: UblkError): string {
-  if (err.code === 'ENOENT' && !/modprobe/.test(err.message)) return 'is the ublk_drv module loaded? (sudo modprobe ublk_drv)'
+  if (err.code === 'ENOENT' && !/modprobe|ublk_drv|CONFIG_BLK_DEV_UBLK/.test(err.message)) return 'is the ublk_drv module loaded? (sudo modprobe ublk_drv)'
   if ((err.code === 'EACCES' || err.code === 'EPERM') && !/root/.test(err.message)) return 'ublk needs root (CAP_SYS_ADMIN): run it with sudo'
   return ''
 }

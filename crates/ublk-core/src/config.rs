@@ -43,6 +43,71 @@ pub struct DeviceConfig {
     pub write_cache: bool,
     /// FUA is passed through on writes. Default false.
     pub fua: bool,
+    /// Whether the device outlives its server, and what happens to its IO
+    /// meanwhile. Default: it does not.
+    pub recovery: Recovery,
+    /// Re-attach to the existing device `id` (START/END_USER_RECOVERY)
+    /// instead of adding one; its geometry must be what the kernel kept.
+    pub recover: bool,
+}
+
+/// What the kernel does with a device whose server died (the
+/// `UBLK_F_USER_RECOVERY*` flags of ADD_DEV).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Recovery {
+    /// The device dies with its server.
+    #[default]
+    Off,
+    /// IO the dead server had not completed is re-issued to the next one.
+    Reissue,
+    /// That IO fails with EIO; IO queued after the death waits for the next server.
+    FailInflight,
+    /// Every IO fails with EIO from the death until a server recovers the device.
+    FailIo,
+}
+
+impl Recovery {
+    /// By the option's name: `reissue`, `fail-inflight`, `fail-io`, or `off`.
+    pub fn parse(name: &str) -> Option<Recovery> {
+        match name {
+            "off" => Some(Recovery::Off),
+            "reissue" => Some(Recovery::Reissue),
+            "fail-inflight" => Some(Recovery::FailInflight),
+            "fail-io" => Some(Recovery::FailIo),
+            _ => None,
+        }
+    }
+
+    /// The option's name for a device's `UBLK_F_*` flags.
+    pub fn of_flags(flags: u64) -> Recovery {
+        let has = |f: u32| flags & f as u64 != 0;
+        match () {
+            _ if !has(sys::UBLK_F_USER_RECOVERY) => Recovery::Off,
+            _ if has(sys::UBLK_F_USER_RECOVERY_FAIL_IO) => Recovery::FailIo,
+            _ if has(sys::UBLK_F_USER_RECOVERY_REISSUE) => Recovery::Reissue,
+            _ => Recovery::FailInflight,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Recovery::Off => "off",
+            Recovery::Reissue => "reissue",
+            Recovery::FailInflight => "fail-inflight",
+            Recovery::FailIo => "fail-io",
+        }
+    }
+
+    /// The ADD_DEV flags, each a `UBLK_F_*` the kernel must have.
+    pub fn ctrl_flags(self) -> u64 {
+        let flags = match self {
+            Recovery::Off => 0,
+            Recovery::Reissue => sys::UBLK_F_USER_RECOVERY | sys::UBLK_F_USER_RECOVERY_REISSUE,
+            Recovery::FailInflight => sys::UBLK_F_USER_RECOVERY,
+            Recovery::FailIo => sys::UBLK_F_USER_RECOVERY | sys::UBLK_F_USER_RECOVERY_FAIL_IO,
+        };
+        flags as u64
+    }
 }
 
 impl Default for DeviceConfig {
@@ -60,6 +125,8 @@ impl Default for DeviceConfig {
             discard: false,
             write_cache: true,
             fua: false,
+            recovery: Recovery::Off,
+            recover: false,
         }
     }
 }
@@ -93,6 +160,9 @@ impl DeviceConfig {
         }
         if self.id < -1 {
             return Err(invalid(format!("device id {} must be -1 or >= 0", self.id)));
+        }
+        if self.recover && self.id < 0 {
+            return Err(invalid("recovering a device needs its id".to_string()));
         }
         Ok(())
     }
@@ -170,6 +240,17 @@ mod tests {
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn recovery_modes_map_to_their_flags_and_back() {
+        for mode in [Recovery::Off, Recovery::Reissue, Recovery::FailInflight, Recovery::FailIo] {
+            assert_eq!(Recovery::of_flags(mode.ctrl_flags()), mode);
+            assert_eq!(Recovery::parse(mode.name()), Some(mode));
+        }
+        assert_eq!(Recovery::parse("sometimes"), None);
+        assert!(DeviceConfig { recover: true, ..cfg() }.validate().is_err(), "recovery needs an id");
+        DeviceConfig { recover: true, id: 3, ..cfg() }.validate().unwrap();
     }
 
     #[test]

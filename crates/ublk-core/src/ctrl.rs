@@ -162,6 +162,16 @@ impl ControlDevice {
         self.query("GET_PARAMS", sys::UBLK_U_CMD_GET_PARAMS, id, asked)
     }
 
+    /// END_USER_RECOVERY: device `id` is served again, by process `pid`
+    /// (whose queues have all fetched). Sent here rather than through
+    /// libublk's `start_dev`, which sends START_DEV unless the device is
+    /// QUIESCED, and a FAIL_IO device (6.13+) stays FAIL_IO until this.
+    pub fn end_user_recovery(&mut self, id: u32, pid: i32) -> Result<(), UblkError> {
+        let cmd = sys::ublksrv_ctrl_cmd { dev_id: id, queue_id: u16::MAX, data: [pid as u64], ..Default::default() };
+        // SAFETY: no buffer travels with this command.
+        unsafe { self.send("END_USER_RECOVERY", sys::UBLK_U_CMD_END_USER_RECOVERY, &cmd) }.map(|_| ())
+    }
+
     /// Deletes device `id`. DEL_DEV_ASYNC (Linux 6.9+) returns at once even
     /// while a process still holds `/dev/ublkcN` (the id is freed when it lets
     /// go); older kernels get DEL_DEV, which waits for that.
@@ -189,6 +199,41 @@ pub struct DeviceSummary {
     pub size_bytes: u64,
     pub ublksrv_pid: i32,
     pub flags: u64,
+    /// The geometry GET_PARAMS reports (what a recovering server must serve).
+    pub logical_block_size: u32,
+    pub physical_block_size: u32,
+    pub max_io_buf_bytes: u32,
+    /// `UBLK_ATTR_*` of the basic parameters.
+    pub attrs: u32,
+    /// Whether the device takes DISCARD / WRITE_ZEROES (discard parameters set).
+    pub discard: bool,
+}
+
+/// What the kernel knows of device `id` (`UblkError::Command` with ENODEV
+/// when there is none).
+pub fn describe_device(id: u32) -> Result<DeviceSummary, UblkError> {
+    summarize(&mut ControlDevice::open()?, id)
+}
+
+fn summarize(ctrl: &mut ControlDevice, id: u32) -> Result<DeviceSummary, UblkError> {
+    let info = ctrl.dev_info(id)?;
+    // A device that was added but never started has no parameters yet.
+    let params = ctrl.params(id).unwrap_or_default();
+    let shift = |s: u8| if s == 0 { 0 } else { 1u32 << s };
+    Ok(DeviceSummary {
+        id,
+        state: info.state,
+        nr_queues: info.nr_hw_queues,
+        queue_depth: info.queue_depth,
+        size_bytes: params.basic.dev_sectors << 9,
+        ublksrv_pid: info.ublksrv_pid,
+        flags: info.flags,
+        logical_block_size: shift(params.basic.logical_bs_shift),
+        physical_block_size: shift(params.basic.physical_bs_shift),
+        max_io_buf_bytes: info.max_io_buf_bytes,
+        attrs: params.basic.attrs,
+        discard: params.types & sys::UBLK_PARAM_TYPE_DISCARD != 0,
+    })
 }
 
 /// Every ublk device on the machine (by its `/dev/ublkcN` node), in id order.
@@ -201,21 +246,11 @@ pub fn list_devices() -> Result<Vec<DeviceSummary>, UblkError> {
     let mut ctrl = ControlDevice::open()?;
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
-        let info = match ctrl.dev_info(id) {
-            Ok(info) => info,
+        match summarize(&mut ctrl, id) {
+            Ok(summary) => out.push(summary),
             Err(UblkError::Command { errno: libc::ENODEV, .. }) => continue, // gone meanwhile
             Err(e) => return Err(e),
-        };
-        let size_bytes = ctrl.params(id).map(|p| p.basic.dev_sectors << 9).unwrap_or(0);
-        out.push(DeviceSummary {
-            id,
-            state: info.state,
-            nr_queues: info.nr_hw_queues,
-            queue_depth: info.queue_depth,
-            size_bytes,
-            ublksrv_pid: info.ublksrv_pid,
-            flags: info.flags,
-        });
+        }
     }
     Ok(out)
 }
@@ -223,6 +258,25 @@ pub fn list_devices() -> Result<Vec<DeviceSummary>, UblkError> {
 /// Deletes device `id` (see `ControlDevice::delete`).
 pub fn delete_device(id: u32) -> Result<(), UblkError> {
     ControlDevice::open()?.delete(id)
+}
+
+/// Fails with `UblkError::Unsupported`, naming the first missing feature
+/// and the kernel that has it, unless the running kernel has every
+/// `UBLK_F_*` bit of `flags` (`what`: the option that needs them).
+pub fn require_features(flags: u64, what: &str) -> Result<(), UblkError> {
+    if flags == 0 {
+        return Ok(());
+    }
+    let have = kernel_features()?;
+    let missing = flags & !have.mask;
+    if missing == 0 {
+        return Ok(());
+    }
+    let (feature, since) = crate::features::UBLK_FEATURES
+        .get(missing.trailing_zeros() as usize)
+        .copied()
+        .unwrap_or(("an unknown UBLK_F_* feature", (0, 0)));
+    Err(UblkError::Unsupported { what: what.to_string(), feature, since, kernel: have.kernel.release })
 }
 
 /// Where a [`KernelFeatures`] mask comes from.

@@ -145,15 +145,81 @@ fn add_device(config: &DeviceConfig) -> Result<UblkCtrl, UblkError> {
         return Err(UblkError::Command { cmd: "ADD_DEV", errno: libc::EEXIST });
     }
     crate::ctrl::ControlDevice::open()?; // a clear error when the module is missing
+    let flags = config.recovery.ctrl_flags();
+    crate::ctrl::require_features(flags, &format!("recovery '{}'", config.recovery.name()))?;
+    if config.recovery == crate::config::Recovery::FailIo {
+        // libublk 0.4.8 refuses the flag (it is not in its UBLK_DRV_F_ALL).
+        return Err(UblkError::InvalidConfig(
+            "recovery 'fail-io' is not available yet: libublk 0.4.8 refuses UBLK_F_USER_RECOVERY_FAIL_IO at ADD_DEV".into(),
+        ));
+    }
     UblkCtrlBuilder::default()
         .name("ublk-node")
         .id(config.id)
         .nr_queues(config.nr_queues)
         .depth(config.queue_depth)
         .io_buf_bytes(config.max_io_bytes)
+        .ctrl_flags(flags)
         .dev_flags(UblkFlags::UBLK_DEV_F_ADD_DEV)
         .build()
         .map_err(command_error("ADD_DEV"))
+}
+
+/// libublk reloads a device's JSON state file (`/run/ublksrvd/NNNN.json`, as
+/// ublksrv keeps it) when it opens an existing device, and prints "device
+/// reload json failed" on stderr when there is none. We keep no state there
+/// (the kernel has all a recovery needs), so an empty one stands in; libublk
+/// removes it with the device (DEL_DEV).
+fn json_placeholder(id: u32) {
+    let path = std::path::Path::new(libublk::ctrl::UblkCtrl::run_dir().as_str()).join(format!("{id:04}.json"));
+    if !path.exists() && std::fs::create_dir_all(UblkCtrl::run_dir()).is_ok() {
+        let _ = std::fs::write(&path, "{}");
+    }
+}
+
+/// Re-attaches to device `config.id`, which a dead (or detached) server
+/// left waiting: checks that it exists, was added with recovery, has no live
+/// server and has the geometry `config` asks for, then START_USER_RECOVERY
+/// (libublk waits while the kernel still quiesces it). The queues are set
+/// up next, and `start_dev` ends the recovery (END_USER_RECOVERY).
+fn recover_device(config: &DeviceConfig) -> Result<UblkCtrl, UblkError> {
+    let id = config.id as u32;
+    let refuse = |errno, why: String| UblkError::NotRecoverable { id, errno, why };
+    let info = match crate::ctrl::ControlDevice::open()?.dev_info(id) {
+        Ok(info) => info,
+        Err(UblkError::Command { errno: libc::ENODEV, .. }) => return Err(refuse(libc::ENODEV, "no such device".into())),
+        Err(e) => return Err(e),
+    };
+    let flags = info.flags;
+    if crate::config::Recovery::of_flags(flags) == crate::config::Recovery::Off {
+        return Err(refuse(libc::EINVAL, "it was created without recovery (the `recovery` option)".into()));
+    }
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    let server_alive = info.ublksrv_pid > 0 && unsafe { libc::kill(info.ublksrv_pid, 0) } == 0;
+    if info.state == libublk::sys::UBLK_S_DEV_LIVE as u16 && server_alive {
+        return Err(refuse(libc::EBUSY, format!("it is live, served by pid {}", info.ublksrv_pid)));
+    }
+    if info.nr_hw_queues != config.nr_queues || info.queue_depth != config.queue_depth {
+        return Err(refuse(
+            libc::EINVAL,
+            format!(
+                "it has {} queues of depth {}, not {} of {}",
+                info.nr_hw_queues, info.queue_depth, config.nr_queues, config.queue_depth
+            ),
+        ));
+    }
+    json_placeholder(id);
+    let ctrl = UblkCtrlBuilder::default()
+        .name("ublk-node")
+        .id(config.id)
+        .nr_queues(config.nr_queues)
+        .depth(config.queue_depth)
+        .io_buf_bytes(info.max_io_buf_bytes)
+        .dev_flags(UblkFlags::UBLK_DEV_F_RECOVER_DEV)
+        .build()
+        .map_err(command_error("GET_DEV_INFO"))?;
+    checked("START_USER_RECOVERY", ctrl.start_user_recover())?;
+    Ok(ctrl)
 }
 
 /// A live device as its controller thread holds it.
@@ -313,30 +379,45 @@ fn serve_device(
         on_started(Err(e));
         return Ok(());
     }
-    let ctrl = match add_device(&config) {
+    let ctrl = match if config.recover { recover_device(&config) } else { add_device(&config) } {
         Ok(c) => c,
         Err(e) => {
             on_started(Err(e));
             return Ok(());
         }
     };
+    // A device being recovered is someone's: a failed recovery leaves it
+    // waiting for the next attempt instead of deleting it.
+    let give_up = |ctrl: &UblkCtrl| {
+        if !config.recover {
+            let _ = ctrl.del_dev();
+        }
+    };
     let running = match spawn_queues(&ctrl, &config, shared, supplied, handling) {
         Ok(r) => r,
         Err(e) => {
-            let _ = ctrl.del_dev();
+            give_up(&ctrl);
             on_started(Err(e));
             return Ok(());
         }
     };
     let mut running = running;
     let dev = running.dev.take().expect("the device is held until START_DEV");
-    let started = checked("START_DEV", ctrl.start_dev(&dev));
+    let started = if config.recover {
+        let info = ctrl.dev_info();
+        dev.wait_for_buffer_registration(info.nr_hw_queues as usize)
+            .map_err(command_error("END_USER_RECOVERY"))
+            // SAFETY: getpid has no preconditions.
+            .and_then(|_| crate::ctrl::ControlDevice::open()?.end_user_recovery(info.dev_id, unsafe { libc::getpid() }))
+    } else {
+        checked("START_DEV", ctrl.start_dev(&dev))
+    };
     drop(dev);
     if let Err(e) = started {
         shared.abandon_queues();
         // A queue thread's own error explains a failed start better.
         let e = running.join().err().unwrap_or(e);
-        let _ = ctrl.del_dev();
+        give_up(&ctrl);
         on_started(Err(e));
         return Ok(());
     }

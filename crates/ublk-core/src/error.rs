@@ -21,6 +21,10 @@ pub enum UblkError {
     InvalidConfig(String),
     /// A queue thread failed while setting up or serving its queue.
     Queue { qid: u16, what: &'static str, errno: i32 },
+    /// The running kernel lacks a feature `what` needs; nothing was sent.
+    Unsupported { what: String, feature: &'static str, since: (u32, u32), kernel: String },
+    /// Device `id` cannot be re-attached to (missing, live, not recoverable).
+    NotRecoverable { id: u32, errno: i32, why: String },
 }
 
 impl UblkError {
@@ -32,6 +36,8 @@ impl UblkError {
             | UblkError::Os { errno, .. }
             | UblkError::Queue { errno, .. } => errno,
             UblkError::InvalidConfig(_) => libc::EINVAL,
+            UblkError::Unsupported { .. } => libc::EOPNOTSUPP,
+            UblkError::NotRecoverable { errno, .. } => errno,
         }
     }
 
@@ -96,6 +102,10 @@ impl fmt::Display for UblkError {
                 errno_name(*errno),
                 std::io::Error::from_raw_os_error(*errno)
             ),
+            UblkError::Unsupported { what, feature, since: (major, minor), kernel } => {
+                write!(f, "{what} needs {feature} (Linux {major}.{minor} or newer); the running kernel is {kernel}")
+            }
+            UblkError::NotRecoverable { id, why, .. } => write!(f, "cannot recover ublk device {id}: {why}"),
             UblkError::Os { what, errno } => {
                 write!(f, "{} failed with {} ({})", what, errno_name(*errno), std::io::Error::from_raw_os_error(*errno))
             }

@@ -49,6 +49,10 @@ pub struct NativeDeviceOptions {
     /// (`attachQueue(device.token, queue, onRequests)`), not to `start`'s
     /// `onRequests`.
     pub workers: Option<bool>,
+    /// `off` (the default), `reissue`, `fail-inflight` or `fail-io`.
+    pub recovery: Option<String>,
+    /// Re-attach to the existing device `id` instead of adding one.
+    pub recover: Option<bool>,
 }
 
 /// A JS number that must be a whole count within `u16`.
@@ -80,6 +84,12 @@ impl NativeDeviceOptions {
             discard: self.discard.unwrap_or(d.discard),
             write_cache: self.write_cache.unwrap_or(d.write_cache),
             fua: self.fua.unwrap_or(d.fua),
+            recovery: match self.recovery.as_deref() {
+                None => d.recovery,
+                Some(name) => ublk_core::config::Recovery::parse(name)
+                    .ok_or_else(|| Error::new(Status::InvalidArg, format!("recovery {name:?} is not a recovery mode")))?,
+            },
+            recover: self.recover.unwrap_or(d.recover),
         })
     }
 }

@@ -60,15 +60,24 @@ pub struct NativeDeviceSummary {
     /// The serving process the kernel recorded (-1 or 0: none).
     pub ublksrv_pid: i32,
     pub flags: f64,
+    /// `off`, `reissue`, `fail-inflight` or `fail-io`, from the flags.
+    pub recovery: String,
+    pub logical_block_size: u32,
+    pub physical_block_size: u32,
+    /// Bytes per request buffer (the device's largest request).
+    pub max_io_size: u32,
+    pub read_only: bool,
+    pub rotational: bool,
+    pub write_cache: bool,
+    pub fua: bool,
+    pub discard: bool,
 }
 
-/// Every ublk device on the machine, from GET_DEV_INFO and GET_PARAMS.
-#[napi]
-pub fn list_devices() -> napi::Result<Vec<NativeDeviceSummary>, String> {
-    let devices = ublk_core::ctrl::list_devices().map_err(error::to_napi)?;
-    Ok(devices
-        .into_iter()
-        .map(|d| NativeDeviceSummary {
+impl From<ublk_core::ctrl::DeviceSummary> for NativeDeviceSummary {
+    fn from(d: ublk_core::ctrl::DeviceSummary) -> Self {
+        use ublk_core::sys;
+        let attr = |a: u32| d.attrs & a != 0;
+        NativeDeviceSummary {
             id: d.id,
             state: d.state as u32,
             queues: d.nr_queues as u32,
@@ -76,8 +85,30 @@ pub fn list_devices() -> napi::Result<Vec<NativeDeviceSummary>, String> {
             size: d.size_bytes as f64,
             ublksrv_pid: d.ublksrv_pid,
             flags: d.flags as f64,
-        })
-        .collect())
+            recovery: ublk_core::config::Recovery::of_flags(d.flags).name().to_string(),
+            logical_block_size: d.logical_block_size,
+            physical_block_size: d.physical_block_size,
+            max_io_size: d.max_io_buf_bytes,
+            read_only: attr(sys::UBLK_ATTR_READ_ONLY),
+            rotational: attr(sys::UBLK_ATTR_ROTATIONAL),
+            write_cache: attr(sys::UBLK_ATTR_VOLATILE_CACHE),
+            fua: attr(sys::UBLK_ATTR_FUA),
+            discard: d.discard,
+        }
+    }
+}
+
+/// Every ublk device on the machine, from GET_DEV_INFO and GET_PARAMS.
+#[napi]
+pub fn list_devices() -> napi::Result<Vec<NativeDeviceSummary>, String> {
+    let devices = ublk_core::ctrl::list_devices().map_err(error::to_napi)?;
+    Ok(devices.into_iter().map(NativeDeviceSummary::from).collect())
+}
+
+/// What the kernel knows of device `id` (throws ENODEV when there is none).
+#[napi]
+pub fn describe_device(id: u32) -> napi::Result<NativeDeviceSummary, String> {
+    Ok(ublk_core::ctrl::describe_device(id).map_err(error::to_napi)?.into())
 }
 
 pub struct DeleteTask(u32);
