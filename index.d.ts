@@ -75,6 +75,14 @@ export declare class NativeDevice {
    */
   close(): Promise<CloseOutcome>
   /**
+   * Leaves the device to a successor (`recover`) instead of deleting it:
+   * QUIESCE_DEV where the device has it, else the queues stop serving and
+   * the kernel takes over at this process's exit. Resolves when this
+   * process may exit, with `handoff` saying which. The caller checks
+   * that the device was created with recovery.
+   */
+  detach(): Promise<CloseOutcome>
+  /**
    * For process exit, when JavaScript can serve nothing more: abandons the
    * queues (the kernel fails what they held), then stops and deletes the
    * device, blocking until it is gone.
@@ -176,9 +184,14 @@ export declare function backingSize(fd: number): number
  */
 export declare function backingWriteZeroes(fd: number, offset: number, length: number): Promise<TaskOutcome>
 
-/** How the device's life ended: `error` if stopping or deleting failed. */
+/**
+ * How the device's life ended: `error` if stopping or deleting failed;
+ * `handoff` when it was detached: `quiesced` (a successor may recover it
+ * now) or `at-exit` (once this process exits).
+ */
 export interface CloseOutcome {
   error?: OutcomeError
+  handoff?: string
 }
 
 /** Words per completion: io id, result. */
@@ -226,6 +239,8 @@ export interface NativeDeviceInfo {
   flags: number
   ublksrvPid: number
   state: number
+  /** `off`, `reissue`, `fail-inflight` or `fail-io`, from the flags. */
+  recovery: string
   /** "external" or "js": where the IO buffers live (see the options). */
   buffers: string
 }
@@ -332,6 +347,13 @@ export declare const REQUEST_START_SECTOR_LO: number
 
 /** Words per request in the request ring. */
 export declare const REQUEST_WORDS: number
+
+/**
+ * Changes live device `id`'s capacity to `bytes` (UPDATE_SIZE, Linux
+ * 6.16+), on the thread pool. Resolves with `{ error? }`; throws for a
+ * size that is not a whole number of bytes.
+ */
+export declare function resizeDevice(id: number, bytes: number): Promise<TaskOutcome>
 
 /** Ring header word: entries in each ring. */
 export declare const RING_CAPACITY: number

@@ -857,6 +857,7 @@ module.exports.REQUEST_OP_FLAGS = nativeBinding.REQUEST_OP_FLAGS
 module.exports.REQUEST_START_SECTOR_HI = nativeBinding.REQUEST_START_SECTOR_HI
 module.exports.REQUEST_START_SECTOR_LO = nativeBinding.REQUEST_START_SECTOR_LO
 module.exports.REQUEST_WORDS = nativeBinding.REQUEST_WORDS
+module.exports.resizeDevice = nativeBinding.resizeDevice
 module.exports.RING_CAPACITY = nativeBinding.RING_CAPACITY
 module.exports.RING_COMPLETION_HEAD = nativeBinding.RING_COMPLETION_HEAD
 module.exports.RING_COMPLETION_TAIL = nativeBinding.RING_COMPLETION_TAIL

@@ -63,11 +63,21 @@ interface Servers {
  * in worker mode, `'workerError'` `(err, queue)` when a queue's worker dies
  * (what it held fails with EIO; a new worker takes over the queue).
  */
+/**
+ * How `detach()` left the device: `'quiesced'` (QUIESCE_DEV, Linux 6.16+: a
+ * successor may recover it now) or `'at-exit'` (older kernels: this process
+ * stopped serving, and the kernel hands the device over once it exits, as at
+ * a server death under the device's recovery mode).
+ */
+export type Handoff = 'quiesced' | 'at-exit'
+
 export class Device extends EventEmitter implements AsyncDisposable {
   readonly id: number
   readonly path: string
-  readonly info: Readonly<DeviceInfo>
+  private current: Readonly<DeviceInfo>
   private closing: Promise<void> | undefined
+  private detaching: Promise<Handoff> | undefined
+  private resizing: Promise<void> = Promise.resolve()
   private gone = false
   /**
    * Keeps the event loop alive while the device is open. JS handlers need no
@@ -87,7 +97,7 @@ export class Device extends EventEmitter implements AsyncDisposable {
     super()
     this.id = info.id
     this.path = `/dev/ublkb${info.id}`
-    this.info = Object.freeze(info)
+    this.current = Object.freeze(info)
     if (handleSignals) trackForSignals(this)
     if (servedInRust) this.keepAlive = setInterval(() => {}, 1 << 30)
     live.add(this)
@@ -103,7 +113,8 @@ export class Device extends EventEmitter implements AsyncDisposable {
     this.gone = true
     this.servers.stopNow()
     live.delete(this)
-    this.nativeDevice.closeSync()
+    // A device being detached is its successor's, whatever this exit cuts short.
+    if (!this.detaching) this.nativeDevice.closeSync()
   }
 
   /**
@@ -125,9 +136,74 @@ export class Device extends EventEmitter implements AsyncDisposable {
     return this.nativeDevice
   }
 
-  /** True once `close()` was called. */
+  /** What the kernel reported at start, with the size as `resize()` left it. */
+  get info(): Readonly<DeviceInfo> {
+    return this.current
+  }
+
+  /** True once `close()` or `detach()` was called. */
   get closed(): boolean {
     return this.closing !== undefined
+  }
+
+  /** The device left this process: detached, or stopped and deleted. */
+  private settle(): void {
+    this.gone = true
+    live.delete(this)
+    if (this.handleSignals) untrackForSignals(this)
+    clearInterval(this.keepAlive)
+  }
+
+  /**
+   * Changes the device's capacity while it serves (UPDATE_SIZE, Linux
+   * 6.16+): `bytes` must be a positive whole number of logical blocks. The
+   * handler must serve the new range. Rejects with a `UblkError` (code
+   * EOPNOTSUPP, naming the kernel that has it) on older kernels.
+   */
+  resize(bytes: number): Promise<void> {
+    const block = this.current.logicalBlockSize
+    if (!Number.isSafeInteger(bytes) || bytes <= 0 || bytes % block !== 0) {
+      const why = `It must be a positive multiple of the logical block size (${block}). Received ${String(bytes)}`
+      return Promise.reject(Object.assign(new RangeError(`The value of "bytes" is out of range. ${why}`), { code: 'ERR_OUT_OF_RANGE' }))
+    }
+    if (this.closing) return Promise.reject(new UblkError('ENODEV', `cannot resize ${this.path}: it was closed or detached`))
+    // One at a time, so that `info.size` ends as the last resize left it.
+    const next = this.resizing.then(async () => {
+      const outcome = await native.resizeDevice(this.id, bytes)
+      if (outcome.error) throw toError(outcome.error)
+      this.current = Object.freeze({ ...this.current, size: bytes })
+    })
+    this.resizing = next.catch(() => {})
+    return next
+  }
+
+  /**
+   * Leaves the device to a successor (`recoverDevice`) instead of deleting
+   * it: a planned hand-off, for a device created with `recovery`. With
+   * QUIESCE_DEV (Linux 6.16+) the kernel holds new IO, this process lets go
+   * and resolves `'quiesced'`; requests the handler still held are re-issued
+   * to the successor ('reissue') or fail ('fail-inflight'). On older kernels
+   * the queues stop handing out requests, the handler finishes those it holds,
+   * and it resolves `'at-exit'`: the kernel takes the device over when this
+   * process exits. Either way exit, SIGINT and SIGTERM no longer delete it.
+   */
+  detach(): Promise<Handoff> {
+    if (this.detaching) return this.detaching
+    if (this.current.recovery === 'off') {
+      return Promise.reject(
+        new UblkError('EINVAL', `cannot detach ${this.path}: it was created without recovery, so nothing could take it over (the \`recovery\` option)`),
+      )
+    }
+    if (this.closing) return Promise.reject(new UblkError('ENODEV', `cannot detach ${this.path}: it is being closed`))
+    this.detaching = this.nativeDevice.detach().then(async (outcome) => {
+      this.settle()
+      await this.servers.stop()
+      this.emit('close')
+      if (outcome.error) throw toError(outcome.error)
+      return (outcome.handoff ?? 'at-exit') as Handoff
+    })
+    this.closing = this.detaching.then(() => {})
+    return this.detaching
   }
 
   /**
@@ -137,11 +213,8 @@ export class Device extends EventEmitter implements AsyncDisposable {
    */
   close(): Promise<void> {
     this.closing ??= this.nativeDevice.close().then(async (outcome) => {
-      this.gone = true
+      this.settle()
       await this.servers.stop()
-      live.delete(this)
-      if (this.handleSignals) untrackForSignals(this)
-      clearInterval(this.keepAlive)
       this.emit('close')
       if (outcome.error) throw toError(outcome.error)
     })

@@ -1,4 +1,5 @@
 export { createDevice, recoverDevice, Device } from './device'
+export type { Handoff } from './device'
 export type { DeviceInfo } from './device'
 export type { DeviceOptions, RecoverOptions, Recovery, WorkerOptions } from './options'
 export type { Handler, RequestContext } from './handler'

@@ -172,6 +172,14 @@ impl ControlDevice {
         unsafe { self.send("END_USER_RECOVERY", sys::UBLK_U_CMD_END_USER_RECOVERY, &cmd) }.map(|_| ())
     }
 
+    /// UPDATE_SIZE (6.16+): device `id`'s capacity becomes `sectors`
+    /// 512-byte sectors, and the block layer is told at once.
+    pub fn update_size(&mut self, id: u32, sectors: u64) -> Result<(), UblkError> {
+        let cmd = sys::ublksrv_ctrl_cmd { dev_id: id, queue_id: u16::MAX, data: [sectors], ..Default::default() };
+        // SAFETY: no buffer travels with this command.
+        unsafe { self.send("UPDATE_SIZE", sys::UBLK_U_CMD_UPDATE_SIZE, &cmd) }.map(|_| ())
+    }
+
     /// Deletes device `id`. DEL_DEV_ASYNC (Linux 6.9+) returns at once even
     /// while a process still holds `/dev/ublkcN` (the id is freed when it lets
     /// go); older kernels get DEL_DEV, which waits for that.
@@ -253,6 +261,26 @@ pub fn list_devices() -> Result<Vec<DeviceSummary>, UblkError> {
         }
     }
     Ok(out)
+}
+
+/// Changes live device `id`'s capacity to `bytes` (UPDATE_SIZE, Linux
+/// 6.16+): a whole number of its logical blocks, more than zero. Refused
+/// before any command is sent on kernels without it, and for a device that
+/// is not live (6.16-6.19 dereference a missing disk).
+pub fn resize_device(id: u32, bytes: u64) -> Result<(), UblkError> {
+    require_features(sys::UBLK_F_UPDATE_SIZE as u64, "resize")?;
+    let mut ctrl = ControlDevice::open()?;
+    let device = summarize(&mut ctrl, id)?;
+    if device.state != sys::UBLK_S_DEV_LIVE as u16 {
+        return Err(UblkError::InvalidConfig(format!("resize: device {id} is not live (state {})", device.state)));
+    }
+    let block = u64::from(device.logical_block_size.max(512));
+    if bytes == 0 || !bytes.is_multiple_of(block) {
+        return Err(UblkError::InvalidConfig(format!(
+            "resize: {bytes} bytes is not a positive whole number of device {id}'s {block}-byte logical blocks"
+        )));
+    }
+    ctrl.update_size(id, bytes >> 9)
 }
 
 /// Deletes device `id` (see `ControlDevice::delete`).

@@ -9,7 +9,7 @@
 
 use crate::buffer::{IoBufferRegion, TagBuffers};
 use crate::config::DeviceConfig;
-use crate::dispatch::{CompletionQueue, Handling};
+use crate::dispatch::{CompletionQueue, Handling, Leaving};
 use crate::error::{libublk_errno, UblkError};
 use crate::queue::{block_signals, QueueServer};
 use crate::ring::QueueRing;
@@ -113,13 +113,58 @@ impl DeviceShared {
             q.completions.abandon();
         }
     }
+
+    /// Tells every queue thread to stop serving and park (see `Leaving`).
+    fn leave_queues(&self, how: Leaving) {
+        for q in self.queues().as_deref().unwrap_or_default() {
+            q.completions.leave(how);
+        }
+    }
+
+    /// Whether every queue thread has parked; wakes those that have not, to
+    /// look again (a thread waits for CQEs, and a drained queue has none).
+    fn all_parked(&self) -> bool {
+        let queues = self.queues();
+        let mut all = true;
+        for q in queues.as_deref().unwrap_or_default().iter().filter(|q| !q.completions.is_parked()) {
+            q.completions.nudge();
+            all = false;
+        }
+        all
+    }
 }
 
 /// Messages to the controller thread.
 pub enum ControlMsg {
     /// Stop and delete the device.
     Close,
+    /// Leave the device to a successor (`recover`): see [`detach`].
+    Detach,
 }
+
+/// How a detached device passes to its successor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handoff {
+    /// QUIESCE_DEV (6.16+) quiesced it and this process let go of it: a
+    /// successor may recover it now, and nothing this process held failed.
+    Quiesced,
+    /// The queue threads stopped serving and keep the device until this
+    /// process exits, which the kernel takes as the server's death under the
+    /// device's recovery mode (kernels without QUIESCE_DEV).
+    AtExit,
+}
+
+impl Handoff {
+    pub fn name(self) -> &'static str {
+        match self {
+            Handoff::Quiesced => "quiesced",
+            Handoff::AtExit => "at-exit",
+        }
+    }
+}
+
+/// How a device's life on the controller thread ended.
+pub type Ending = Option<Handoff>;
 
 /// How long STOP_DEV may wait for handlers before the queues are abandoned
 /// (the kernel then fails the requests they still hold).
@@ -145,8 +190,14 @@ fn add_device(config: &DeviceConfig) -> Result<UblkCtrl, UblkError> {
         return Err(UblkError::Command { cmd: "ADD_DEV", errno: libc::EEXIST });
     }
     crate::ctrl::ControlDevice::open()?; // a clear error when the module is missing
-    let flags = config.recovery.ctrl_flags();
+    let mut flags = config.recovery.ctrl_flags();
     crate::ctrl::require_features(flags, &format!("recovery '{}'", config.recovery.name()))?;
+    // A device that outlives its server can also be handed over on purpose
+    // (`detach`): with QUIESCE_DEV where the kernel has it (6.16+).
+    let quiesce = libublk::sys::UBLK_F_QUIESCE as u64;
+    if flags != 0 && crate::ctrl::kernel_features().is_ok_and(|f| f.mask & quiesce != 0) {
+        flags |= quiesce;
+    }
     if config.recovery == crate::config::Recovery::FailIo {
         // libublk 0.4.8 refuses the flag (it is not in its UBLK_DRV_F_ALL).
         return Err(UblkError::InvalidConfig(
@@ -359,7 +410,7 @@ pub fn run_device(
     handling: Handling,
     control: Receiver<ControlMsg>,
     on_started: impl FnOnce(Result<DeviceInfo, UblkError>),
-) -> Result<(), UblkError> {
+) -> Result<Ending, UblkError> {
     block_signals();
     let result = serve_device(config, &shared, &supplied, &handling, control, on_started);
     // Every queue thread has been joined (or never ran): close the eventfds.
@@ -374,16 +425,16 @@ fn serve_device(
     handling: &Handling,
     control: Receiver<ControlMsg>,
     on_started: impl FnOnce(Result<DeviceInfo, UblkError>),
-) -> Result<(), UblkError> {
+) -> Result<Ending, UblkError> {
     if let Err(e) = config.validate() {
         on_started(Err(e));
-        return Ok(());
+        return Ok(None);
     }
     let ctrl = match if config.recover { recover_device(&config) } else { add_device(&config) } {
         Ok(c) => c,
         Err(e) => {
             on_started(Err(e));
-            return Ok(());
+            return Ok(None);
         }
     };
     // A device being recovered is someone's: a failed recovery leaves it
@@ -398,7 +449,7 @@ fn serve_device(
         Err(e) => {
             give_up(&ctrl);
             on_started(Err(e));
-            return Ok(());
+            return Ok(None);
         }
     };
     let mut running = running;
@@ -419,7 +470,7 @@ fn serve_device(
         let e = running.join().err().unwrap_or(e);
         give_up(&ctrl);
         on_started(Err(e));
-        return Ok(());
+        return Ok(None);
     }
     // Refresh the cached info: START_DEV changed the state and the server pid.
     let _ = ctrl.read_dev_info();
@@ -430,11 +481,90 @@ fn serve_device(
     loop {
         match control.recv_timeout(Duration::from_millis(500)) {
             Ok(ControlMsg::Close) | Err(RecvTimeoutError::Disconnected) => break,
+            Ok(ControlMsg::Detach) => return detach(&ctrl, running, shared).map(Some),
             Err(RecvTimeoutError::Timeout) if running.threads.iter().any(|t| t.is_finished()) => break,
             Err(RecvTimeoutError::Timeout) => {}
         }
     }
-    stop_and_delete(ctrl, running, shared)
+    stop_and_delete(ctrl, running, shared).map(|_| None)
+}
+
+/// How long QUIESCE_DEV may wait for each queue to have an idle tag, and
+/// then for the queues to let go of the device.
+const QUIESCE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Leaves a live device (created with recovery) to a successor, without
+/// STOP_DEV or DEL_DEV. Where the device has UBLK_F_QUIESCE (6.16+),
+/// QUIESCE_DEV: the kernel stops dispatching (new requests wait), cancels
+/// the queues' idle FETCH commands, and the queue threads then leave and
+/// release `/dev/ublkcN`; requests the handlers still held are re-issued to
+/// the successor ('reissue') or failed ('fail-inflight'), as at a death.
+/// Elsewhere, or if QUIESCE_DEV fails, the queue threads stop handing out
+/// requests, let the handlers finish what they hold (up to STOP_GRACE), and
+/// park: the process's exit then ends the server (`Handoff::AtExit`).
+fn detach(ctrl: &UblkCtrl, running: Running, shared: &Arc<DeviceShared>) -> Result<Handoff, UblkError> {
+    // This process no longer deletes the device, whatever happens next.
+    ctrl.disown();
+    if ctrl.dev_info().flags & libublk::sys::UBLK_F_QUIESCE as u64 != 0 {
+        // On EBUSY (no idle tag in time) or EINTR the device refuses new IO
+        // (the kernel does not undo its canceling mark), and parking below
+        // still hands it over, at exit.
+        if checked("QUIESCE_DEV", ctrl.quiesce_dev(QUIESCE_TIMEOUT.as_millis() as u64)).is_ok() {
+            return let_go(ctrl, running, shared);
+        }
+    }
+    shared.leave_queues(Leaving::Drain);
+    let drained = wait_for(STOP_GRACE, || shared.all_parked());
+    if !drained {
+        shared.leave_queues(Leaving::Now);
+        wait_for(STOP_GRACE, || shared.all_parked());
+    }
+    // The parked threads are never joined: they end with the process.
+    drop(running.threads);
+    drop(running.dev);
+    Ok(Handoff::AtExit)
+}
+
+/// After QUIESCE_DEV: the queue threads leave and release `/dev/ublkcN`,
+/// and the kernel marks the device QUIESCED once the last reference goes.
+///
+/// They are abandoned rather than left to notice their cancelled commands:
+/// a completion committed after QUIESCE_DEV cancelled the idle commands
+/// arms a fresh FETCH that the kernel never cancels until the ring closes,
+/// so the queue would never drain by itself (seen on 7.3). What the
+/// handlers still hold is re-issued or failed at the release, as at a death.
+fn let_go(ctrl: &UblkCtrl, running: Running, shared: &Arc<DeviceShared>) -> Result<Handoff, UblkError> {
+    let id = ctrl.dev_info().dev_id;
+    let timed_out = UblkError::Command { cmd: "QUIESCE_DEV", errno: libc::ETIMEDOUT };
+    shared.abandon_queues();
+    if !wait_for(QUIESCE_TIMEOUT, || running.threads.iter().all(|t| t.is_finished())) {
+        return Err(timed_out);
+    }
+    running.join()?;
+    let quiesced = wait_for(QUIESCE_TIMEOUT, || {
+        crate::ctrl::ControlDevice::open()
+            .and_then(|mut c| c.dev_info(id))
+            .is_ok_and(|i| i.state != libublk::sys::UBLK_S_DEV_LIVE as u16)
+    });
+    if quiesced {
+        Ok(Handoff::Quiesced)
+    } else {
+        Err(timed_out)
+    }
+}
+
+/// Polls `done` every 20 ms until it holds or `limit` passes.
+fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if done() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn stop_and_delete(ctrl: UblkCtrl, running: Running, shared: &Arc<DeviceShared>) -> Result<(), UblkError> {

@@ -19,7 +19,7 @@
 use crate::error::{last_errno, UblkError};
 use crate::ring::QueueRing;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The layout of what crosses to JavaScript, said once here (the addon
@@ -108,6 +108,11 @@ impl TagTable {
         (entry & HELD != 0).then_some(entry & !HELD)
     }
 
+    /// Whether the handlers hold any request of this queue.
+    pub fn any_held(&self) -> bool {
+        self.entries.iter().any(|e| e.load(Ordering::Acquire) & HELD != 0)
+    }
+
     /// The tag of an io id.
     pub fn tag_of(id: u32) -> u16 {
         (id & wire::IO_ID_TAG_MASK) as u16
@@ -167,6 +172,23 @@ pub struct CompletionQueue {
     abandon: AtomicBool,
     /// Set when the queue thread has left its loop: completions are dropped.
     closed: AtomicBool,
+    /// Hand-off without QUIESCE_DEV (`Leaving`): hand the handlers nothing
+    /// more, commit what they complete, then park (see `QueueServer::run`).
+    leaving: AtomicU8,
+    /// Set by the queue thread once it parked.
+    parked: AtomicBool,
+}
+
+/// How far a queue is in leaving its device to a successor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leaving {
+    /// Serving.
+    No = 0,
+    /// New requests stay with the queue thread unserved; the thread parks
+    /// once the handlers hold none.
+    Drain = 1,
+    /// Park now, whatever the handlers still hold.
+    Now = 2,
 }
 
 impl CompletionQueue {
@@ -196,6 +218,8 @@ impl CompletionQueue {
             eventfd: unsafe { OwnedFd::from_raw_fd(fd) },
             abandon: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            leaving: AtomicU8::new(Leaving::No as u8),
+            parked: AtomicBool::new(false),
         })
     }
 
@@ -307,6 +331,29 @@ impl CompletionQueue {
 
     pub fn is_abandoned(&self) -> bool {
         self.abandon.load(Ordering::Acquire)
+    }
+
+    /// Asks the queue thread to stop serving and park (`Leaving`).
+    pub fn leave(&self, how: Leaving) {
+        self.leaving.fetch_max(how as u8, Ordering::AcqRel);
+        self.wake();
+    }
+
+    pub fn leaving(&self) -> Leaving {
+        match self.leaving.load(Ordering::Acquire) {
+            0 => Leaving::No,
+            1 => Leaving::Drain,
+            _ => Leaving::Now,
+        }
+    }
+
+    /// Whether the queue thread has parked.
+    pub fn is_parked(&self) -> bool {
+        self.parked.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn mark_parked(&self) {
+        self.parked.store(true, Ordering::Release);
     }
 
     pub(crate) fn mark_closed(&self) {

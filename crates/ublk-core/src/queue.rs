@@ -8,7 +8,7 @@
 //! back into COMMIT_AND_FETCH_REQ commands.
 
 use crate::buffer::TagBuffers;
-use crate::dispatch::{CompletionQueue, Handling};
+use crate::dispatch::{CompletionQueue, Handling, Leaving};
 use crate::error::{libublk_errno, UblkError};
 use io_uring::{cqueue, opcode, types};
 use libublk::io::{BufDesc, UblkDev, UblkQueue};
@@ -18,6 +18,14 @@ use std::sync::Arc;
 /// user_data of our eventfd poll: bit 63 marks it as the target's own IO, so
 /// libublk does not count it as a ublk command.
 const EVENTFD_USER_DATA: u64 = UblkUringData::Target as u64 | 0xffff;
+
+/// How a queue thread's loop ended.
+enum Exit {
+    /// The device stopped (or the queue was abandoned): drop the queue.
+    Done,
+    /// The device is being left to a successor: keep the queue (see `run`).
+    Parked,
+}
 
 /// Everything a queue thread needs; moved onto the thread.
 pub struct QueueServer {
@@ -102,8 +110,35 @@ impl QueueServer {
         };
         let result = self.serve(&queue);
         self.completions.mark_closed();
-        drop(queue);
-        result
+        match result {
+            Ok(Exit::Parked) => {
+                // A hand-off without QUIESCE_DEV: the queue, its ring and
+                // the commands the kernel holds stay as they are until the
+                // process exits, which the kernel takes as the server's
+                // death (under the device's recovery mode). Leaving the loop
+                // instead would drop the queue, and on 6.1 unregistering its
+                // files then waits for those commands forever (seen there:
+                // 6.1 only cancels them once the thread is exiting).
+                // What is not kernel-facing goes now (the handlers' notify
+                // function keeps the JS event loop alive).
+                let QueueServer { handling, completions, buffers, .. } = self;
+                drop(handling);
+                completions.mark_parked();
+                drop(completions);
+                let _kept = (queue, buffers);
+                loop {
+                    std::thread::park();
+                }
+            }
+            Ok(Exit::Done) => {
+                drop(queue);
+                Ok(())
+            }
+            Err(e) => {
+                drop(queue);
+                Err(e)
+            }
+        }
     }
 
     fn arm_eventfd(&self, queue: &UblkQueue) -> Result<(), UblkError> {
@@ -137,7 +172,7 @@ impl QueueServer {
         let _ = self.completions.push(&pairs);
     }
 
-    fn serve(&self, queue: &UblkQueue) -> Result<(), UblkError> {
+    fn serve(&self, queue: &UblkQueue) -> Result<Exit, UblkError> {
         let depth = queue.nr_tags() as u16;
         if self.buffers.region().depth() < depth as usize || self.completions.tags().depth() < depth as usize {
             self.dev.notify_buffer_registration_complete(true);
@@ -179,6 +214,7 @@ impl QueueServer {
                 completions.clear();
             }
             let ring = self.completions.ring();
+            let leaving = self.completions.leaving();
             let mut woken = false;
             let mut rearm = false;
             let turn = queue.flush_and_wake_io_tasks(
@@ -191,7 +227,9 @@ impl QueueServer {
                         return;
                     }
                     let tag = (user_data & 0xffff) as u16;
-                    if cqe.result() == sys::UBLK_IO_RES_OK as i32 {
+                    // While leaving, new requests stay here unserved: the
+                    // kernel re-issues or fails them when the process exits.
+                    if cqe.result() == sys::UBLK_IO_RES_OK as i32 && leaving == Leaving::No {
                         let iod = *queue.get_iod(tag);
                         if null_in_queue {
                             let bytes = iod.nr_sectors as usize * 512;
@@ -222,9 +260,14 @@ impl QueueServer {
             self.completions.running();
             match turn {
                 Ok(_) => {}
-                Err(libublk::UblkError::QueueIsDown) => return Ok(()),
+                Err(libublk::UblkError::QueueIsDown) => return Ok(Exit::Done),
                 Err(libublk::UblkError::IOError(e)) if e.raw_os_error() == Some(libc::EINTR) => {}
                 Err(e) => return Err(UblkError::Queue { qid: self.qid, what: "io_uring_enter", errno: libublk_errno(&e) }),
+            }
+            // Park only here, once the turn submitted every commit queued
+            // before it (a leaving turn issues and serves nothing itself).
+            if leaving == Leaving::Now || (leaving == Leaving::Drain && !self.completions.tags().any_held()) {
+                return Ok(Exit::Parked);
             }
             if let (false, Handling::Sink(sink)) = (batch_ids.is_empty(), &self.handling) {
                 tail = tail.wrapping_add(batch_ids.len() as u32);
@@ -240,7 +283,7 @@ impl QueueServer {
             if woken {
                 self.completions.drain_eventfd();
                 if self.completions.is_abandoned() {
-                    return Ok(());
+                    return Ok(Exit::Done);
                 }
             }
             if rearm && !queue.is_stopping() {

@@ -13,7 +13,7 @@ use napi::JsDeferred;
 use napi_derive::napi;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
-use ublk_core::device::{run_device, ControlMsg, DeviceInfo, DeviceShared, SuppliedQueue};
+use ublk_core::device::{run_device, ControlMsg, DeviceInfo, DeviceShared, Handoff, SuppliedQueue};
 use ublk_core::dispatch::{Handling, RequestSink};
 use ublk_core::ring::RingLayout;
 use ublk_core::router::QueueRouter;
@@ -106,6 +106,8 @@ pub struct NativeDeviceInfo {
     pub flags: f64,
     pub ublksrv_pid: i32,
     pub state: u32,
+    /// `off`, `reissue`, `fail-inflight` or `fail-io`, from the flags.
+    pub recovery: String,
     /// "external" or "js": where the IO buffers live (see the options).
     pub buffers: String,
 }
@@ -117,11 +119,14 @@ pub struct StartOutcome {
     pub value: Option<NativeDeviceInfo>,
 }
 
-/// How the device's life ended: `error` if stopping or deleting failed.
+/// How the device's life ended: `error` if stopping or deleting failed;
+/// `handoff` when it was detached: `quiesced` (a successor may recover it
+/// now) or `at-exit` (once this process exits).
 #[napi(object)]
 #[derive(Clone)]
 pub struct CloseOutcome {
     pub error: Option<OutcomeError>,
+    pub handoff: Option<String>,
 }
 
 impl From<DeviceInfo> for NativeDeviceInfo {
@@ -134,6 +139,7 @@ impl From<DeviceInfo> for NativeDeviceInfo {
             flags: i.flags as f64,
             ublksrv_pid: i.ublksrv_pid,
             state: i.state as u32,
+            recovery: ublk_core::config::Recovery::of_flags(i.flags).name().to_string(),
             buffers: String::new(),
         }
     }
@@ -281,7 +287,10 @@ impl NativeDevice {
                 };
                 deferred.resolve(Box::new(move |_| Ok(outcome)));
             });
-            let outcome = CloseOutcome { error: result.err().map(|e| OutcomeError::from_core(&e)) };
+            let outcome = match result {
+                Ok(ending) => CloseOutcome { error: None, handoff: ending.map(|h| h.name().to_string()) },
+                Err(e) => CloseOutcome { error: Some(OutcomeError::from_core(&e)), handoff: None },
+            };
             let waiters = match std::mem::replace(&mut *lifecycle.lock().unwrap(), Lifecycle::Finished(outcome.clone())) {
                 Lifecycle::Running(w) => w,
                 _ => Vec::new(),
@@ -388,19 +397,17 @@ impl NativeDevice {
     /// served), join the queue threads, DEL_DEV. Resolves when it is gone.
     #[napi(ts_return_type = "Promise<CloseOutcome>")]
     pub fn close<'env>(&mut self, env: &'env Env) -> Result<Object<'env>> {
-        let (deferred, promise) = env.create_deferred::<CloseOutcome, ClosedResolver>()?;
-        let mut lifecycle = self.lifecycle.lock().unwrap();
-        match &mut *lifecycle {
-            Lifecycle::Idle => settle_closed(deferred, CloseOutcome { error: None }),
-            Lifecycle::Finished(outcome) => settle_closed(deferred, outcome.clone()),
-            Lifecycle::Running(waiters) => {
-                waiters.push(deferred);
-                if let Some(tx) = self.control.take() {
-                    let _ = tx.send(ControlMsg::Close);
-                }
-            }
-        }
-        Ok(promise)
+        self.end(env, ControlMsg::Close)
+    }
+
+    /// Leaves the device to a successor (`recover`) instead of deleting it:
+    /// QUIESCE_DEV where the device has it, else the queues stop serving and
+    /// the kernel takes over at this process's exit. Resolves when this
+    /// process may exit, with `handoff` saying which. The caller checks
+    /// that the device was created with recovery.
+    #[napi(ts_return_type = "Promise<CloseOutcome>")]
+    pub fn detach<'env>(&mut self, env: &'env Env) -> Result<Object<'env>> {
+        self.end(env, ControlMsg::Detach)
     }
 }
 
@@ -416,6 +423,30 @@ impl NativeDevice {
 }
 
 impl NativeDevice {
+    /// Asks the controller to end the device's life by `how` (the first
+    /// request wins); resolves when its thread has finished.
+    fn end<'env>(&mut self, env: &'env Env, how: ControlMsg) -> Result<Object<'env>> {
+        let (deferred, promise) = env.create_deferred::<CloseOutcome, ClosedResolver>()?;
+        let mut lifecycle = self.lifecycle.lock().unwrap();
+        match &mut *lifecycle {
+            Lifecycle::Idle => settle_closed(deferred, CloseOutcome { error: None, handoff: None }),
+            Lifecycle::Finished(outcome) => settle_closed(deferred, outcome.clone()),
+            Lifecycle::Running(waiters) => {
+                waiters.push(deferred);
+                if let Some(tx) = self.control.take() {
+                    let _ = tx.send(how);
+                }
+            }
+        }
+        Ok(promise)
+    }
+
+    /// Whether the queue threads keep the device (and its buffers) until the
+    /// process exits: a detach without QUIESCE_DEV.
+    fn parked_until_exit(&self) -> bool {
+        matches!(&*self.lifecycle.lock().unwrap(), Lifecycle::Finished(o) if o.handoff.as_deref() == Some(Handoff::AtExit.name()))
+    }
+
     /// Queue `queue`'s buffers or rings as one ArrayBuffer, once per queue.
     fn hand_out<'env>(&mut self, env: &'env Env, queue: u32, which: QueueMemory) -> Result<Unknown<'env>> {
         let queues = self
@@ -461,6 +492,11 @@ impl ObjectFinalize for NativeDevice {
             // The kernel and the queue threads may use these buffers until
             // the controller ends; only then may V8 free them.
             self.shutdown();
+            if self.parked_until_exit() {
+                // The kernel may still write them until the process exits.
+                std::mem::forget(self.js_regions.take());
+                std::mem::forget(self.js_rings.take());
+            }
             for mut js in [self.js_regions.take(), self.js_rings.take()].into_iter().flatten() {
                 js.release(&env);
             }

@@ -132,3 +132,32 @@ impl napi::Task for DeleteTask {
 pub fn delete_device(id: u32) -> napi::bindgen_prelude::AsyncTask<DeleteTask> {
     napi::bindgen_prelude::AsyncTask::new(DeleteTask(id))
 }
+
+pub struct ResizeTask {
+    id: u32,
+    bytes: u64,
+}
+
+impl napi::Task for ResizeTask {
+    type Output = Option<error::OutcomeError>;
+    type JsValue = error::TaskOutcome;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        Ok(ublk_core::ctrl::resize_device(self.id, self.bytes).err().map(|e| error::OutcomeError::from_core(&e)))
+    }
+
+    fn resolve(&mut self, _env: napi::Env, error: Self::Output) -> napi::Result<Self::JsValue> {
+        Ok(error::TaskOutcome { error })
+    }
+}
+
+/// Changes live device `id`'s capacity to `bytes` (UPDATE_SIZE, Linux
+/// 6.16+), on the thread pool. Resolves with `{ error? }`; throws for a
+/// size that is not a whole number of bytes.
+#[napi(ts_return_type = "Promise<TaskOutcome>")]
+pub fn resize_device(id: u32, bytes: f64) -> napi::Result<napi::bindgen_prelude::AsyncTask<ResizeTask>> {
+    if !(bytes.is_finite() && bytes > 0.0 && bytes.fract() == 0.0 && bytes <= 2f64.powi(53)) {
+        return Err(napi::Error::new(napi::Status::InvalidArg, format!("size {bytes} is not a whole number of bytes")));
+    }
+    Ok(napi::bindgen_prelude::AsyncTask::new(ResizeTask { id, bytes: bytes as u64 }))
+}
