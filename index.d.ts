@@ -385,6 +385,14 @@ export interface StartOutcome {
   value?: NativeDeviceInfo
 }
 
+/**
+ * The first step of `close({ ifUnused: true })` for device `id`, on the
+ * thread pool: TRY_STOP_DEV where the kernel has it (7.0+; it also stops
+ * the device), else a check of who holds `/dev/ublkbN` open. Resolves with
+ * `{ error? }`: EBUSY, naming what holds it, while anything does.
+ */
+export declare function stopDeviceIfUnused(id: number): Promise<TaskOutcome>
+
 /** What a synthetic run measured, or why it failed. */
 export interface SyntheticOutcome {
   error?: OutcomeError

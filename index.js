@@ -866,6 +866,7 @@ module.exports.RING_NOTIFY = nativeBinding.RING_NOTIFY
 module.exports.RING_REQUEST_TAIL = nativeBinding.RING_REQUEST_TAIL
 module.exports.RING_REQUESTS_AT = nativeBinding.RING_REQUESTS_AT
 module.exports.RING_WAITING = nativeBinding.RING_WAITING
+module.exports.stopDeviceIfUnused = nativeBinding.stopDeviceIfUnused
 module.exports.UBLK_IO_F_FAILFAST_DEV = nativeBinding.UBLK_IO_F_FAILFAST_DEV
 module.exports.UBLK_IO_F_FAILFAST_DRIVER = nativeBinding.UBLK_IO_F_FAILFAST_DRIVER
 module.exports.UBLK_IO_F_FAILFAST_TRANSPORT = nativeBinding.UBLK_IO_F_FAILFAST_TRANSPORT

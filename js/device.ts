@@ -4,7 +4,7 @@ import type { NativeDevice, NativeDeviceInfo, OutcomeError } from '../index.js'
 import { QueueDispatcher } from './dispatcher'
 import { fromNative, UblkError } from './errors'
 import type { RequestContext } from './handler'
-import { KEPT_BY_THE_KERNEL, resolveOptions, type DeviceOptions, type RecoverOptions, type ResolvedOptions } from './options'
+import { KEPT_BY_THE_KERNEL, resolveCloseOptions, resolveOptions, type CloseOptions, type DeviceOptions, type RecoverOptions, type ResolvedOptions } from './options'
 import { trackForSignals, untrackForSignals } from './signals'
 import { emptyStats, statsFrom, type QueueStats } from './stats'
 import { WorkerPool } from './workers/pool'
@@ -76,6 +76,8 @@ export class Device extends EventEmitter implements AsyncDisposable {
   readonly path: string
   private current: Readonly<DeviceInfo>
   private closing: Promise<void> | undefined
+  /** A `close({ ifUnused: true })` still asking whether the device is in use. */
+  private stoppingIfUnused: Promise<void> | undefined
   private detaching: Promise<Handoff> | undefined
   private resizing: Promise<void> = Promise.resolve()
   private gone = false
@@ -209,9 +211,29 @@ export class Device extends EventEmitter implements AsyncDisposable {
   /**
    * Stops the device (requests in flight are still served; results of
    * handlers that settle later are ignored), then deletes it. Idempotent:
-   * every call returns the same promise.
+   * once it is closing, every call returns the same promise.
+   *
+   * With `{ ifUnused: true }` it stops only if nothing holds the block
+   * device open, and otherwise rejects with a `UblkError` EBUSY that names
+   * what holds it while the device keeps serving (see `CloseOptions`).
    */
-  close(): Promise<void> {
+  close(options?: CloseOptions): Promise<void> {
+    let ifUnused: boolean
+    try {
+      ifUnused = resolveCloseOptions(options).ifUnused
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    if (ifUnused && !this.closing) {
+      this.stoppingIfUnused ??= native
+        .stopDeviceIfUnused(this.id)
+        .then((outcome) => {
+          if (outcome.error) throw toError(outcome.error)
+          return this.close()
+        })
+        .finally(() => (this.stoppingIfUnused = undefined))
+      return this.stoppingIfUnused
+    }
     this.closing ??= this.nativeDevice.close().then(async (outcome) => {
       this.settle()
       await this.servers.stop()

@@ -1,7 +1,7 @@
 export { createDevice, recoverDevice, Device } from './device'
 export type { Handoff } from './device'
 export type { DeviceInfo } from './device'
-export type { DeviceOptions, RecoverOptions, Recovery, WorkerOptions } from './options'
+export type { CloseOptions, DeviceOptions, RecoverOptions, Recovery, WorkerOptions } from './options'
 export type { Handler, RequestContext } from './handler'
 export type { Op } from './ops'
 export type { QueueStats } from './stats'

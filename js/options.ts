@@ -72,9 +72,9 @@ export interface DeviceOptions {
 }
 
 /** See `DeviceOptions.recovery`. */
-export type Recovery = false | 'reissue' | 'fail-inflight' | 'fail-io'
-
-const RECOVERY_MODES = ['reissue', 'fail-inflight', 'fail-io'] as const
+/** The recovery modes, by the names the option, `ublk serve --recovery` and the addon use. */
+export const RECOVERY_MODES = ['reissue', 'fail-inflight', 'fail-io'] as const
+export type Recovery = false | (typeof RECOVERY_MODES)[number]
 
 function validRecovery(value: unknown): Recovery {
   if (value === undefined || value === false) return false
@@ -287,4 +287,27 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     handleSignals,
     requestTimeout,
   }
+}
+
+/** Options of `dev.close()`. */
+export interface CloseOptions {
+  /**
+   * Stop only if nothing holds the block device open (not mounted, no open
+   * fd): otherwise reject with EBUSY and keep serving. TRY_STOP_DEV on
+   * Linux 7.0+ decides it in the kernel; older kernels are checked from
+   * /proc and sysfs first, which cannot refuse an open that comes after.
+   * Default false: stop whoever has it open.
+   */
+  ifUnused?: boolean
+}
+
+export function resolveCloseOptions(options: unknown): Required<CloseOptions> {
+  if (options === undefined) return { ifUnused: false }
+  if (typeof options !== 'object' || options === null) {
+    throw Object.assign(new TypeError(`The "options" argument must be of type object. Received ${describe(options)}`), {
+      code: 'ERR_INVALID_ARG_TYPE',
+    })
+  }
+  const { ifUnused } = options as Record<string, unknown>
+  return { ifUnused: resolveEntry('ifUnused', { kind: 'boolean', default: false }, ifUnused, {} as SchemaContext) as boolean }
 }

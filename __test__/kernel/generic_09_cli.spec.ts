@@ -4,13 +4,7 @@
 import test from 'ava'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { exec, kernelVersion, requireUblkKernel, sh, spawnServer, tempImage, ublkBlockDevices, type Server } from './helpers'
-
-const CLI = join(__dirname, '..', '..', 'dist', 'cli', 'main.js')
-
-function ublk(...args: string[]) {
-  return exec(process.execPath, [CLI, ...args])
-}
+import { CLI, kernelVersion, requireUblkKernel, sh, spawnServer, tempImage, ublk, ublkBlockDevices, type Server } from './helpers'
 
 /** Starts `ublk serve ...` and resolves once its device is live. */
 function serve(t: { teardown(fn: () => unknown): void }, ...args: string[]): Promise<Server> {

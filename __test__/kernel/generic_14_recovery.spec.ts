@@ -2,37 +2,15 @@
 // FileBackend server is killed with SIGKILL under fio; `ublk recover` in a new
 // process re-attaches; fio finishes without an IO error and a separate verify
 // pass is clean. Then the refusals: no such device, a live server, a device
-// created without recovery, and recovery modes this kernel (or libublk) lacks.
+// created without recovery, and recovery modes this kernel lacks.
 import test from 'ava'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { createDevice, kernelFeatures, MemoryBackend, NullBackend, recoverDevice, UblkError } from '../../js'
-import { exec, fioAsync, requireUblkKernel, spawnServer, tempImage, ublkBlockDevices, type Server } from './helpers'
+import { CLI, cleanupServers, exec, fioVerify, requireUblkKernel, SERVE, spawnServer, tempImage, ublk, ublkBlockDevices, type Server } from './helpers'
 
-const CLI = join(__dirname, '..', '..', 'dist', 'cli', 'main.js')
 const SIZE = 64 << 20
 const UBLK_F_USER_RECOVERY_FAIL_IO = 1 << 9
-
-function ublk(...args: string[]) {
-  return exec(process.execPath, [CLI, ...args])
-}
-
-/** fio over the whole device: random 4k writes that each carry a crc32c, checked at the end. */
-function fioVerify(path: string, mode: 'write' | 'verify') {
-  const common = [
-    '--name=recovery',
-    `--filename=${path}`,
-    '--ioengine=io_uring',
-    '--direct=1',
-    '--rw=randwrite',
-    '--bs=4k',
-    '--iodepth=16',
-    `--size=${SIZE}`,
-    '--verify=crc32c',
-    '--randseed=1414',
-  ]
-  return fioAsync(mode === 'write' ? [...common, '--do_verify=1'] : [...common, '--verify_only'])
-}
 
 /** A device listed by `ublk list --json`. */
 async function listed(id: number): Promise<Record<string, unknown> | undefined> {
@@ -45,18 +23,13 @@ test.serial('kill -9 under fio with recovery "reissue", twice: ublk recover re-a
   const image = await tempImage(t, SIZE)
   const servers: Server[] = []
   let id = -1
-  t.teardown(async () => {
-    for (const s of servers) s.proc.kill('SIGKILL')
-    await Promise.all(servers.map((s) => s.exited()))
-    // Nothing is left behind, whatever happened: a recoverable device would wait forever.
-    if (id >= 0 && ublkBlockDevices().includes(`ublkb${id}`)) await ublk('delete', '--force', String(id))
-  })
+  cleanupServers(t, servers, () => id)
   const first = await spawnServer([CLI, 'serve', '--backend', `file:${image}`, '--queues', '2', '--recovery', 'reissue'], { t })
   servers.push(first)
   id = first.id
   t.like(await listed(id), { state: 'LIVE', recovery: 'reissue', alive: true })
 
-  const writing = fioVerify(first.path, 'write')
+  const writing = fioVerify(first.path, 'write', SIZE, 1414)
   let server = first
   for (const round of [1, 2]) {
     await new Promise((r) => setTimeout(r, 1500))
@@ -75,7 +48,7 @@ test.serial('kill -9 under fio with recovery "reissue", twice: ublk recover re-a
   t.is(written.error, 0, written.stderr)
   t.is(written.exit, 0, written.stderr)
   t.true(written.write_io_kbytes >= SIZE / 1024, `wrote ${written.write_io_kbytes} KiB`)
-  const verified = await fioVerify(server.path, 'verify')
+  const verified = await fioVerify(server.path, 'verify', SIZE, 1414)
   t.is(verified.error, 0, verified.stderr)
   t.true(verified.read_io_kbytes >= SIZE / 1024, `verified ${verified.read_io_kbytes} KiB`)
   await server.stop()
@@ -95,7 +68,7 @@ test.serial('recoverDevice refuses a missing device, a live one, and one created
   t.regex(busy?.message ?? '', new RegExp(`served by pid ${process.pid}`))
   await live.close()
 
-  const plain = await spawnServer([join(__dirname, 'fixtures', 'serve.js')], { t })
+  const plain = await spawnServer([SERVE], { t })
   await plain.stop('SIGKILL')
   t.teardown(() => ublk('delete', '--force', String(plain.id)))
   const refused = await t.throwsAsync(recoverDevice(plain.id, { handler: new NullBackend() }), { instanceOf: UblkError })
@@ -105,7 +78,7 @@ test.serial('recoverDevice refuses a missing device, a live one, and one created
 
 test.serial('recoverDevice with workers takes over a device whose worker-mode server was killed', async (t) => {
   requireUblkKernel()
-  const server = await spawnServer([join(__dirname, 'fixtures', 'serve.js')], {
+  const server = await spawnServer([SERVE], {
     t,
     env: { ...process.env, UBLK_TEST_WORKERS: '1', UBLK_TEST_QUEUES: '2', UBLK_TEST_RECOVERY: 'fail-inflight', UBLK_TEST_SIZE: String(16 << 20) },
   })
@@ -129,10 +102,11 @@ test.serial('recovery modes are gated by the kernel features they need', async (
   const { mask, kernel } = await kernelFeatures()
   const attempt = createDevice({ size: 16 << 20, handler: new NullBackend(), recovery: 'fail-io', handleSignals: false })
   if (mask & UBLK_F_USER_RECOVERY_FAIL_IO) {
-    // The kernel has it, libublk (0.4.8) does not yet: refused as clearly.
-    const err = await t.throwsAsync(attempt, { instanceOf: UblkError })
-    t.is(err?.code, 'EINVAL')
-    t.regex(err?.message ?? '', /recovery 'fail-io' is not available yet: libublk/)
+    // ADD_DEV sent by us (libublk 0.4.8's builder refuses the flag).
+    const dev = await attempt
+    t.is(dev.info.recovery, 'fail-io')
+    t.like(await listed(dev.id), { state: 'LIVE', recovery: 'fail-io' })
+    await dev.close()
   } else {
     const err = await t.throwsAsync(attempt, { instanceOf: UblkError })
     t.is(err?.code, 'EOPNOTSUPP')

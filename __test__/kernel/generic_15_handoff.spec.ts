@@ -1,50 +1,18 @@
 // generic_15: outliving the server, beyond a plain kill -9 (generic_14).
 // A planned hand-off under fio (`detach()` then `ublk recover` in a new
-// process); a mounted ext4 that survives its server's kill -9; what the
-// recovery modes do to a request the dead server held; live resize; and the
+// process); a mounted ext4 that survives its server's kill -9; live resize
+// (what the recovery modes do to IO with no server is generic_16); and the
 // refusals (detach without recovery, resize where the kernel lacks it).
 import test from 'ava'
 import { createHash } from 'node:crypto'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { createDevice, kernelFeatures, MemoryBackend, recoverDevice, UblkError } from '../../js'
-import { exec, fioAsync, requireUblkKernel, sh, spawnServer, tempImage, tempMountPoint, ublkBlockDevices, type Server } from './helpers'
+import { createDevice, kernelFeatures, MemoryBackend, UblkError } from '../../js'
+import { CLI, cleanupServers, exec, fioVerify, readBlock, requireUblkKernel, SERVE, sh, spawnServer, tempImage, tempMountPoint, ublk, ublkBlockDevices, type Server } from './helpers'
 
-const CLI = join(__dirname, '..', '..', 'dist', 'cli', 'main.js')
-const SERVE = join(__dirname, 'fixtures', 'serve.js')
 const SIZE = 64 << 20
 const UBLK_F_UPDATE_SIZE = 1 << 10
 const UBLK_F_QUIESCE = 1 << 12
-
-function ublk(...args: string[]) {
-  return exec(process.execPath, [CLI, ...args])
-}
-
-/** Kills every server at the end and deletes device `id()` if it is still there. */
-function cleanup(t: { teardown(fn: () => unknown): void }, servers: Server[], id: () => number) {
-  t.teardown(async () => {
-    for (const s of servers) s.proc.kill('SIGKILL')
-    await Promise.all(servers.map((s) => s.exited()))
-    const n = id()
-    if (n >= 0 && ublkBlockDevices().includes(`ublkb${n}`)) await ublk('delete', '--force', String(n))
-  })
-}
-
-function fioVerify(path: string, mode: 'write' | 'verify') {
-  const common = [
-    '--name=handoff',
-    `--filename=${path}`,
-    '--ioengine=io_uring',
-    '--direct=1',
-    '--rw=randwrite',
-    '--bs=4k',
-    '--iodepth=16',
-    `--size=${SIZE}`,
-    '--verify=crc32c',
-    '--randseed=1515',
-  ]
-  return fioAsync(mode === 'write' ? [...common, '--do_verify=1'] : [...common, '--verify_only'])
-}
 
 /** Resolves with `line`'s first occurrence in the server's output, or rejects after `ms`. */
 async function printed(server: Server, pattern: RegExp, ms = 60_000): Promise<string> {
@@ -63,7 +31,7 @@ test.serial('detach() under fio, then ublk recover in a new process: no IO fails
   const image = await tempImage(t, SIZE)
   const servers: Server[] = []
   let id = -1
-  cleanup(t, servers, () => id)
+  cleanupServers(t, servers, () => id)
   const first = await spawnServer([SERVE], {
     t,
     stdin: true,
@@ -71,7 +39,7 @@ test.serial('detach() under fio, then ublk recover in a new process: no IO fails
   })
   servers.push(first)
   id = first.id
-  const writing = fioVerify(first.path, 'write')
+  const writing = fioVerify(first.path, 'write', SIZE, 1515)
   await new Promise((r) => setTimeout(r, 1500))
   first.proc.stdin!.write('detach\n')
   // QUIESCE_DEV where the kernel has it (6.16+); elsewhere the kernel takes over at exit.
@@ -89,7 +57,7 @@ test.serial('detach() under fio, then ublk recover in a new process: no IO fails
   t.is(written.error, 0, written.stderr)
   t.is(written.exit, 0, written.stderr)
   t.true(written.write_io_kbytes >= SIZE / 1024, `wrote ${written.write_io_kbytes} KiB`)
-  const verified = await fioVerify(second.path, 'verify')
+  const verified = await fioVerify(second.path, 'verify', SIZE, 1515)
   t.is(verified.error, 0, verified.stderr)
   await second.stop()
   t.false(ublkBlockDevices().includes(`ublkb${id}`), 'SIGTERM of the successor deletes the device')
@@ -106,7 +74,7 @@ test.serial('a mounted ext4 survives kill -9 of its server and a recovery; fsck 
   t.teardown(async () => {
     if (mounted) await exec('umount', ['-l', mnt])
   })
-  cleanup(t, servers, () => id)
+  cleanupServers(t, servers, () => id)
   const first = await spawnServer([CLI, 'serve', '--backend', `file:${image}`, '--recovery', 'reissue'], { t })
   servers.push(first)
   id = first.id
@@ -137,43 +105,6 @@ test.serial('a mounted ext4 survives kill -9 of its server and a recovery; fsck 
   mounted = false
   await second.stop()
 })
-
-/** dd of one 4 KiB block at `offset`, direct, printing its first bytes. */
-function readBlock(path: string, offset: number) {
-  return exec('sh', ['-c', `dd if=${path} bs=4096 skip=${offset / 4096} count=1 iflag=direct status=none | od -An -tx1 | head -1`])
-}
-
-for (const mode of ['reissue', 'fail-inflight'] as const) {
-  test.serial(`recovery '${mode}': a read the dead server held is ${mode === 'reissue' ? 're-issued to the next one' : 'failed with EIO'}`, async (t) => {
-    requireUblkKernel()
-    const STALL = 1 << 20
-    const server = await spawnServer([SERVE], {
-      t,
-      env: { ...process.env, UBLK_TEST_SIZE: String(16 << 20), UBLK_TEST_RECOVERY: mode, UBLK_TEST_STALL_OFFSET: String(STALL) },
-    })
-    let id = server.id
-    cleanup(t, [server], () => id)
-    const held = readBlock(server.path, STALL)
-    await new Promise((r) => setTimeout(r, 1000)) // the read reaches the handler, which never settles it
-    await server.stop('SIGKILL')
-    const memory = new MemoryBackend(16 << 20)
-    const pattern = Buffer.alloc(4096, 0x5a)
-    memory.write(pattern, STALL)
-    const dev = await recoverDevice(id, { handler: memory, handleSignals: false })
-    t.teardown(() => dev.close())
-    const r = await held
-    if (mode === 'reissue') {
-      t.is(r.code, 0, r.stderr)
-      t.regex(r.stdout, /^( 5a){16}/, 'the re-issued read is served by the new server')
-    } else {
-      t.regex(r.stderr, /Input\/output error/, `dd: ${r.stderr}`)
-    }
-    const again = await readBlock(dev.path, STALL)
-    t.regex(again.stdout, /^( 5a){16}/, 'after recovery, reads are served normally')
-    await dev.close()
-    id = -1
-  })
-}
 
 test.serial('resize() grows and shrinks a live device where the kernel has UPDATE_SIZE, and is refused clearly elsewhere', async (t) => {
   requireUblkKernel()
@@ -212,4 +143,33 @@ test.serial('detach() is refused for a device created without recovery, which ke
   t.is((await readBlock(dev.path, 0)).code, 0, 'still served')
   await dev.close()
   t.false(ublkBlockDevices().includes(`ublkb${dev.id}`))
+})
+
+test.serial('ublk detach hands a device served by `ublk serve --recovery` to `ublk recover`, and refuses one without recovery', async (t) => {
+  requireUblkKernel()
+  const servers: Server[] = []
+  let id = -1
+  cleanupServers(t, servers, () => id)
+  const first = await spawnServer([CLI, 'serve', '--backend', 'memory', '--size', '16M', '--recovery', 'reissue'], { t })
+  servers.push(first)
+  id = first.id
+  const detached = await ublk('detach', String(id))
+  t.is(detached.code, 0, detached.stderr)
+  t.regex(detached.stdout, new RegExp(`^detached ${id}: ublk recover ${id}`))
+  t.like(await first.exited(), { code: 0 }, 'the server detached and exited by itself')
+  t.true(ublkBlockDevices().includes(`ublkb${id}`), 'the device is kept')
+  const second = await spawnServer([CLI, 'recover', String(id), '--backend', 'memory'], { t })
+  servers.push(second)
+  t.is(second.path, first.path)
+  t.is((await readBlock(second.path, 0)).code, 0)
+  await second.stop()
+
+  const plain = await spawnServer([CLI, 'serve', '--backend', 'null', '--size', '16M'], { t })
+  servers.push(plain)
+  id = plain.id
+  const refused = await ublk('detach', String(id))
+  t.is(refused.code, 3)
+  t.regex(refused.stderr, /served without --recovery/)
+  await plain.stop()
+  t.false(ublkBlockDevices().includes(`ublkb${id}`))
 })

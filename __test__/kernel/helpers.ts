@@ -4,7 +4,9 @@ import type { ExecutionContext } from 'ava'
 import { createDevice, type Device, type DeviceOptions } from '../../js'
 import { execFileSync, spawnSync } from 'node:child_process'
 import { existsSync, readdirSync } from 'node:fs'
-import { fioJob, type FioJob } from '../support/fio'
+import { join } from 'node:path'
+import { fioJob, runFioJob, type FioJob } from '../support/fio'
+import { exec, type Exec, type Server } from '../support/process'
 
 /** Fails loudly when the kernel the test needs is not there. */
 export function requireUblkKernel(): void {
@@ -54,4 +56,53 @@ export async function deviceFor(t: ExecutionContext, options: DeviceOptions): Pr
   const dev = await createDevice({ handleSignals: false, ...options })
   t.teardown(() => dev.close())
   return dev
+}
+
+/** The `ublk` command as built (`dist/cli/main.js`). */
+export const CLI = join(__dirname, '..', '..', 'dist', 'cli', 'main.js')
+/** The test server process (see its header for what it takes). */
+export const SERVE = join(__dirname, 'fixtures', 'serve.js')
+
+/** Runs the `ublk` command in a process of its own. */
+export function ublk(...args: string[]): Promise<Exec> {
+  return exec(process.execPath, [CLI, ...args])
+}
+
+/**
+ * fio over the first `size` bytes of `path`: random 4k writes that each
+ * carry a crc32c, checked at the end (`write`), or only the check of what a
+ * `write` run with the same seed left (`verify`).
+ */
+export function fioVerify(path: string, mode: 'write' | 'verify', size: number, seed: number): ReturnType<typeof runFioJob> {
+  const common = [
+    '--name=verify',
+    `--filename=${path}`,
+    '--ioengine=io_uring',
+    '--direct=1',
+    '--rw=randwrite',
+    '--bs=4k',
+    '--iodepth=16',
+    `--size=${size}`,
+    '--verify=crc32c',
+    `--randseed=${seed}`,
+  ]
+  return runFioJob(mode === 'write' ? [...common, '--do_verify=1'] : [...common, '--verify_only'])
+}
+
+/**
+ * At the test's end, kills every server in `servers` and deletes device
+ * `id()` if it is still there: a device waiting for recovery would wait forever.
+ */
+export function cleanupServers(t: { teardown(fn: () => unknown): void }, servers: Server[], id: () => number): void {
+  t.teardown(async () => {
+    for (const s of servers) s.proc.kill('SIGKILL')
+    await Promise.all(servers.map((s) => s.exited()))
+    const n = id()
+    if (n >= 0 && ublkBlockDevices().includes(`ublkb${n}`)) await ublk('delete', '--force', String(n))
+  })
+}
+
+/** dd of one 4 KiB block at `offset`, direct; its stdout is the block's first 16 bytes in hex (od). */
+export function readBlock(path: string, offset: number): Promise<Exec> {
+  return exec('sh', ['-c', `dd if=${path} bs=4096 skip=${offset / 4096} count=1 iflag=direct status=none | od -An -tx1 | head -1`])
 }

@@ -21,7 +21,7 @@ test('sizes take binary units', (t) => {
 })
 
 test('every command has --help, and no command prints the overview with exit 2', (t) => {
-  for (const cmd of ['features', 'list', 'delete', 'serve', 'recover']) {
+  for (const cmd of ['features', 'list', 'delete', 'serve', 'recover', 'detach']) {
     const r = ublk(cmd, '--help')
     t.is(r.status, 0, cmd)
     t.regex(r.stdout, new RegExp(`Usage: ublk ${cmd}`))
@@ -42,6 +42,10 @@ test('usage errors exit 2 and say what is wrong', (t) => {
     [['delete'], /give device ids, or --all, or --dead/],
     [['delete', '--all', '3'], /give device ids, or --all, or --dead/],
     [['list', '--bogus'], /bogus/],
+    [['detach'], /give one device id/],
+    [['detach', 'ublkb3'], /a device id is a number/],
+    [['detach', '3', '--timeout', '0'], /--timeout must be a positive number/],
+    [['serve', '--backend', 'null', '--size', '1G', '--recovery', 'always'], /--recovery must be reissue, fail-inflight, fail-io/],
   ]
   for (const [args, message] of cases) {
     const r = ublk(...args)

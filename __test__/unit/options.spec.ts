@@ -1,7 +1,7 @@
 import test from 'ava'
 import { existsSync } from 'node:fs'
 import { createDevice, NullBackend, recoverDevice, UblkError, type DeviceOptions } from '../../js'
-import { buffersFromEnv, resolveOptions } from '../../js/options'
+import { buffersFromEnv, resolveCloseOptions, resolveOptions } from '../../js/options'
 import native from '../../js/native'
 
 const base = (): DeviceOptions => ({ size: 1 << 30, handler: new NullBackend() })
@@ -108,4 +108,11 @@ test('recovery must be false or a mode', (t) => {
   t.is(resolveOptions({ size: 4096, handler }).native.recovery, 'off')
   t.is(resolveOptions({ size: 4096, handler, recovery: 'reissue' }).native.recovery, 'reissue')
   t.throws(() => resolveOptions({ size: 4096, handler, recovery: true }), { instanceOf: TypeError, message: /options\.recovery.*'reissue', 'fail-inflight', 'fail-io'/ })
+})
+
+test('close options: ifUnused must be a boolean', (t) => {
+  t.deepEqual(resolveCloseOptions(undefined), { ifUnused: false })
+  t.deepEqual(resolveCloseOptions({ ifUnused: true }), { ifUnused: true })
+  t.throws(() => resolveCloseOptions({ ifUnused: 1 }), { instanceOf: TypeError, message: /options\.ifUnused.*boolean/ })
+  t.throws(() => resolveCloseOptions('yes'), { instanceOf: TypeError, message: /"options" argument must be of type object/ })
 })

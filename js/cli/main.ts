@@ -1,8 +1,9 @@
 #!/usr/bin/env node
-// The `ublk` command: features, list, delete, serve, recover. Each has --help.
+// The `ublk` command: features, list, delete, serve, recover, detach. Each has --help.
 import { UblkError } from '../errors'
 import { EXIT, UsageError } from './args'
 import { deleteHelp, remove } from './delete'
+import { detach, detachHelp } from './detach'
 import { features, featuresHelp, list, listHelp } from './info'
 import { recover, recoverHelp, serve, serveHelp } from './serve'
 
@@ -14,6 +15,7 @@ Commands:
   delete     remove devices (e.g. left behind by a server that died)
   serve      serve a handler module or a shipped backend as /dev/ublkbN
   recover    serve again a device whose server died (one served with --recovery)
+  detach     hand a device served with --recovery to a successor (ublk recover)
 
 Run "ublk <command> --help" for a command's options. Most commands need root.`
 
@@ -23,6 +25,7 @@ const COMMANDS: Record<string, { help: string; run: (argv: string[]) => number |
   delete: { help: deleteHelp, run: remove },
   serve: { help: serveHelp, run: serve },
   recover: { help: recoverHelp, run: recover },
+  detach: { help: detachHelp, run: detach },
 }
 
 /** Advice for the errors users actually hit, unless the message has it. */

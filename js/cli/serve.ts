@@ -9,9 +9,10 @@ import { fromNative, UblkError } from '../errors'
 import type { Handler } from '../handler'
 import { handlerFromModule, HandlerModuleError } from '../modules'
 import native from '../native'
-import type { Recovery, WorkerOptions } from '../options'
+import { RECOVERY_MODES, type Recovery, type WorkerOptions } from '../options'
 import { resolve } from 'node:path'
 import { EXIT, parseCount, parseSize, UsageError } from './args'
+import { DETACH_SIGNAL } from './detach'
 
 export const serveHelp = `Usage: ublk serve <module> --size <bytes> [options]
        ublk serve --backend memory|null|file:<path> [options]
@@ -25,7 +26,8 @@ Options:
   --recovery <mode>  the device outlives a server that dies, for \`ublk recover\`:
                      reissue, fail-inflight or fail-io (see recoverDevice)
 
-Serves /dev/ublkbN until SIGINT or SIGTERM, which delete the device. Prints
+Serves /dev/ublkbN until SIGINT or SIGTERM, which delete the device (with
+--recovery, \`ublk detach\` hands it over instead). Prints
 the device path once it is live. <module> is a JS file (or TS, with tsx
 installed) whose default export is a handler object, or a function that
 takes the options ({ size, queues, queueDepth, readOnly }) and returns one
@@ -99,7 +101,16 @@ async function serveUntilClosed(command: string, dev: Device, file: FileBackend 
   dev.on('workerError', (err: Error, queue: number) => console.error(`ublk ${command}: the worker of queue ${queue} died (${err.message}); restarting it`))
   dev.on('requestError', (err, ctx) => console.error(`ublk ${command}: ${ctx.op} on queue ${ctx.queue} failed: ${String(err)}`))
   console.log(dev.path)
+  // `ublk detach` (SIGUSR2): hand the device over, then exit.
+  const onDetach = () => {
+    dev.detach().then(
+      (handoff) => console.error(`ublk ${command}: detached ${dev.path} (${handoff}); ublk recover ${dev.id} ... serves it`),
+      (err: Error) => console.error(`ublk ${command}: detach failed: ${err.message}`),
+    )
+  }
+  if (dev.info.recovery !== 'off') process.on(DETACH_SIGNAL, onDetach)
   await new Promise((done) => dev.once('close', done))
+  process.off(DETACH_SIGNAL, onDetach)
   await file?.close()
   return EXIT.ok
 }
@@ -135,8 +146,8 @@ export async function serve(argv: string[]): Promise<number> {
   const id = values.id === undefined ? undefined : Number(values.id)
   if (id !== undefined && !(Number.isInteger(id) && id >= 0)) throw new UsageError(`--id must be a device number. Received "${values.id}"`)
   const recovery = values.recovery
-  if (recovery !== undefined && !['reissue', 'fail-inflight', 'fail-io'].includes(recovery)) {
-    throw new UsageError(`--recovery must be reissue, fail-inflight or fail-io. Received "${recovery}"`)
+  if (recovery !== undefined && !(RECOVERY_MODES as readonly string[]).includes(recovery)) {
+    throw new UsageError(`--recovery must be ${RECOVERY_MODES.join(', ')}. Received "${recovery}"`)
   }
   const { handler, workers, file, size } = await servingFor(values, positionals[0], options)
   const dev = await createDevice({

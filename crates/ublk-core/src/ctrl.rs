@@ -180,6 +180,33 @@ impl ControlDevice {
         unsafe { self.send("UPDATE_SIZE", sys::UBLK_U_CMD_UPDATE_SIZE, &cmd) }.map(|_| ())
     }
 
+    /// ADD_DEV: adds the device `info` describes (`dev_id` u32::MAX lets
+    /// the kernel pick an id) and returns its id; the kernel writes back the
+    /// flags it added. For the devices libublk's builder cannot add (see
+    /// `device::add_device`).
+    pub fn add(&mut self, info: &mut sys::ublksrv_ctrl_dev_info) -> Result<u32, UblkError> {
+        let cmd = sys::ublksrv_ctrl_cmd {
+            dev_id: info.dev_id,
+            queue_id: u16::MAX,
+            addr: info as *mut sys::ublksrv_ctrl_dev_info as u64,
+            len: std::mem::size_of::<sys::ublksrv_ctrl_dev_info>() as u16,
+            ..Default::default()
+        };
+        // SAFETY: `addr` is `info`, a plain UAPI struct of `len` bytes that
+        // the kernel reads and writes back; it outlives the call, which
+        // reaps the command's CQE before returning.
+        unsafe { self.send("ADD_DEV", sys::UBLK_U_CMD_ADD_DEV, &cmd) }?;
+        Ok(info.dev_id)
+    }
+
+    /// TRY_STOP_DEV (7.0+): STOP_DEV unless `/dev/ublkbN` is open (EBUSY),
+    /// decided under the disk's open mutex, after which it refuses opens.
+    pub fn try_stop(&mut self, id: u32) -> Result<(), UblkError> {
+        let cmd = sys::ublksrv_ctrl_cmd { dev_id: id, queue_id: u16::MAX, ..Default::default() };
+        // SAFETY: no buffer travels with this command.
+        unsafe { self.send("TRY_STOP_DEV", sys::UBLK_U_CMD_TRY_STOP_DEV, &cmd) }.map(|_| ())
+    }
+
     /// Deletes device `id`. DEL_DEV_ASYNC (Linux 6.9+) returns at once even
     /// while a process still holds `/dev/ublkcN` (the id is freed when it lets
     /// go); older kernels get DEL_DEV, which waits for that.
@@ -281,6 +308,46 @@ pub fn resize_device(id: u32, bytes: u64) -> Result<(), UblkError> {
         )));
     }
     ctrl.update_size(id, bytes >> 9)
+}
+
+/// How [`stop_if_unused`] found the device unused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnusedBy {
+    /// TRY_STOP_DEV (7.0+) found no opener and stopped the device itself.
+    TryStopDev,
+    /// No opener was seen (`openers`, before 7.0); the caller stops it. An
+    /// open after the check is not refused.
+    OpenCheck,
+}
+
+/// The first step of a stop that only happens while nothing uses device
+/// `id`: TRY_STOP_DEV where the kernel has it (UBLK_F_SAFE_STOP_DEV, 7.0+),
+/// which also stops it; elsewhere a check of who holds it open (see
+/// `openers`). A device in use is `UblkError::InUse` (EBUSY) naming what
+/// holds it, and is left as it was.
+pub fn stop_if_unused(id: u32) -> Result<UnusedBy, UblkError> {
+    let have = kernel_features()?;
+    let in_use = |how: String| UblkError::InUse { id, how };
+    if have.mask & sys::UBLK_F_SAFE_STOP_DEV as u64 != 0 {
+        return match ControlDevice::open()?.try_stop(id) {
+            Ok(()) => Ok(UnusedBy::TryStopDev),
+            Err(UblkError::Command { errno: libc::EBUSY, .. }) => {
+                let seen = crate::openers::openers(id).map(|o| crate::openers::describe(&o)).unwrap_or_default();
+                let seen = if seen.is_empty() { String::new() } else { format!("; seen: {seen}") };
+                Err(in_use(format!("TRY_STOP_DEV refused, the kernel counts openers{seen}")))
+            }
+            Err(e) => Err(e),
+        };
+    }
+    let found = crate::openers::openers(id)?;
+    if found.is_empty() {
+        return Ok(UnusedBy::OpenCheck);
+    }
+    Err(in_use(format!(
+        "{} (checked from /proc and sysfs: Linux {} has no TRY_STOP_DEV, which came in 7.0)",
+        crate::openers::describe(&found),
+        have.kernel.release
+    )))
 }
 
 /// Deletes device `id` (see `ControlDevice::delete`).

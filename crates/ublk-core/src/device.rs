@@ -199,10 +199,7 @@ fn add_device(config: &DeviceConfig) -> Result<UblkCtrl, UblkError> {
         flags |= quiesce;
     }
     if config.recovery == crate::config::Recovery::FailIo {
-        // libublk 0.4.8 refuses the flag (it is not in its UBLK_DRV_F_ALL).
-        return Err(UblkError::InvalidConfig(
-            "recovery 'fail-io' is not available yet: libublk 0.4.8 refuses UBLK_F_USER_RECOVERY_FAIL_IO at ADD_DEV".into(),
-        ));
+        return add_with_own_command(config, flags);
     }
     UblkCtrlBuilder::default()
         .name("ublk-node")
@@ -214,6 +211,37 @@ fn add_device(config: &DeviceConfig) -> Result<UblkCtrl, UblkError> {
         .dev_flags(UblkFlags::UBLK_DEV_F_ADD_DEV)
         .build()
         .map_err(command_error("ADD_DEV"))
+}
+
+/// ADD_DEV sent on our own control ring, then libublk's controller opened
+/// on the new device as on an existing one (so it neither adds nor, when
+/// dropped, deletes it: the controller thread deletes it as usual). For
+/// flags libublk 0.4.8's builder refuses (its UBLK_DRV_F_ALL lacks
+/// UBLK_F_USER_RECOVERY_FAIL_IO).
+fn add_with_own_command(config: &DeviceConfig, flags: u64) -> Result<UblkCtrl, UblkError> {
+    let mut info = libublk::sys::ublksrv_ctrl_dev_info {
+        nr_hw_queues: config.nr_queues,
+        queue_depth: config.queue_depth,
+        max_io_buf_bytes: config.max_io_bytes,
+        dev_id: if config.id >= 0 { config.id as u32 } else { u32::MAX },
+        // SAFETY: getpid has no preconditions.
+        ublksrv_pid: unsafe { libc::getpid() },
+        flags,
+        ..Default::default()
+    };
+    let id = crate::ctrl::ControlDevice::open()?.add(&mut info)?;
+    json_placeholder(id);
+    UblkCtrlBuilder::default()
+        .name("ublk-node")
+        .id(id as i32)
+        .nr_queues(config.nr_queues)
+        .depth(config.queue_depth)
+        .io_buf_bytes(config.max_io_bytes)
+        .build()
+        .map_err(|e| {
+            let _ = crate::ctrl::ControlDevice::open().and_then(|mut c| c.delete(id));
+            command_error("GET_DEV_INFO")(e)
+        })
 }
 
 /// libublk reloads a device's JSON state file (`/run/ublksrvd/NNNN.json`, as

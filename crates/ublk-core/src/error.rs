@@ -25,6 +25,9 @@ pub enum UblkError {
     Unsupported { what: String, feature: &'static str, since: (u32, u32), kernel: String },
     /// Device `id` cannot be re-attached to (missing, live, not recoverable).
     NotRecoverable { id: u32, errno: i32, why: String },
+    /// Device `id` is open, so a stop that waits for it to be unused was
+    /// refused (EBUSY); `how` says what held it and how that was known.
+    InUse { id: u32, how: String },
 }
 
 impl UblkError {
@@ -38,6 +41,7 @@ impl UblkError {
             UblkError::InvalidConfig(_) => libc::EINVAL,
             UblkError::Unsupported { .. } => libc::EOPNOTSUPP,
             UblkError::NotRecoverable { errno, .. } => errno,
+            UblkError::InUse { .. } => libc::EBUSY,
         }
     }
 
@@ -106,6 +110,7 @@ impl fmt::Display for UblkError {
                 write!(f, "{what} needs {feature} (Linux {major}.{minor} or newer); the running kernel is {kernel}")
             }
             UblkError::NotRecoverable { id, why, .. } => write!(f, "cannot recover ublk device {id}: {why}"),
+            UblkError::InUse { id, how } => write!(f, "/dev/ublkb{id} is in use, so it was not stopped: {how}"),
             UblkError::Os { what, errno } => {
                 write!(f, "{} failed with {} ({})", what, errno_name(*errno), std::io::Error::from_raw_os_error(*errno))
             }

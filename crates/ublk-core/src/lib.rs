@@ -15,6 +15,7 @@ pub mod error;
 pub mod features;
 pub mod kernel;
 pub mod null_target;
+pub mod openers;
 pub mod queue;
 pub mod ring;
 pub mod router;

@@ -111,14 +111,25 @@ pub fn describe_device(id: u32) -> napi::Result<NativeDeviceSummary, String> {
     Ok(ublk_core::ctrl::describe_device(id).map_err(error::to_napi)?.into())
 }
 
-pub struct DeleteTask(u32);
+/// A control-plane call that blocks on the kernel, run on the thread pool;
+/// resolves with `{ error? }`.
+pub struct ControlTask(Option<Box<dyn FnOnce() -> Result<(), ublk_core::UblkError> + Send>>);
 
-impl napi::Task for DeleteTask {
+impl ControlTask {
+    fn new(
+        call: impl FnOnce() -> Result<(), ublk_core::UblkError> + Send + 'static,
+    ) -> napi::bindgen_prelude::AsyncTask<ControlTask> {
+        napi::bindgen_prelude::AsyncTask::new(ControlTask(Some(Box::new(call))))
+    }
+}
+
+impl napi::Task for ControlTask {
     type Output = Option<error::OutcomeError>;
     type JsValue = error::TaskOutcome;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
-        Ok(ublk_core::ctrl::delete_device(self.0).err().map(|e| error::OutcomeError::from_core(&e)))
+        let call = self.0.take().expect("a task is computed once");
+        Ok(call().err().map(|e| error::OutcomeError::from_core(&e)))
     }
 
     fn resolve(&mut self, _env: napi::Env, error: Self::Output) -> napi::Result<Self::JsValue> {
@@ -129,35 +140,26 @@ impl napi::Task for DeleteTask {
 /// Deletes device `id` (DEL_DEV_ASYNC where the kernel has it), on the
 /// thread pool. Resolves with `{ error? }`.
 #[napi(ts_return_type = "Promise<TaskOutcome>")]
-pub fn delete_device(id: u32) -> napi::bindgen_prelude::AsyncTask<DeleteTask> {
-    napi::bindgen_prelude::AsyncTask::new(DeleteTask(id))
-}
-
-pub struct ResizeTask {
-    id: u32,
-    bytes: u64,
-}
-
-impl napi::Task for ResizeTask {
-    type Output = Option<error::OutcomeError>;
-    type JsValue = error::TaskOutcome;
-
-    fn compute(&mut self) -> napi::Result<Self::Output> {
-        Ok(ublk_core::ctrl::resize_device(self.id, self.bytes).err().map(|e| error::OutcomeError::from_core(&e)))
-    }
-
-    fn resolve(&mut self, _env: napi::Env, error: Self::Output) -> napi::Result<Self::JsValue> {
-        Ok(error::TaskOutcome { error })
-    }
+pub fn delete_device(id: u32) -> napi::bindgen_prelude::AsyncTask<ControlTask> {
+    ControlTask::new(move || ublk_core::ctrl::delete_device(id))
 }
 
 /// Changes live device `id`'s capacity to `bytes` (UPDATE_SIZE, Linux
 /// 6.16+), on the thread pool. Resolves with `{ error? }`; throws for a
 /// size that is not a whole number of bytes.
 #[napi(ts_return_type = "Promise<TaskOutcome>")]
-pub fn resize_device(id: u32, bytes: f64) -> napi::Result<napi::bindgen_prelude::AsyncTask<ResizeTask>> {
+pub fn resize_device(id: u32, bytes: f64) -> napi::Result<napi::bindgen_prelude::AsyncTask<ControlTask>> {
     if !(bytes.is_finite() && bytes > 0.0 && bytes.fract() == 0.0 && bytes <= 2f64.powi(53)) {
         return Err(napi::Error::new(napi::Status::InvalidArg, format!("size {bytes} is not a whole number of bytes")));
     }
-    Ok(napi::bindgen_prelude::AsyncTask::new(ResizeTask { id, bytes: bytes as u64 }))
+    Ok(ControlTask::new(move || ublk_core::ctrl::resize_device(id, bytes as u64)))
+}
+
+/// The first step of `close({ ifUnused: true })` for device `id`, on the
+/// thread pool: TRY_STOP_DEV where the kernel has it (7.0+; it also stops
+/// the device), else a check of who holds `/dev/ublkbN` open. Resolves with
+/// `{ error? }`: EBUSY, naming what holds it, while anything does.
+#[napi(ts_return_type = "Promise<TaskOutcome>")]
+pub fn stop_device_if_unused(id: u32) -> napi::bindgen_prelude::AsyncTask<ControlTask> {
+    ControlTask::new(move || ublk_core::ctrl::stop_if_unused(id).map(|_| ()))
 }
