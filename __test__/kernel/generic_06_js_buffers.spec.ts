@@ -26,7 +26,14 @@ test('with JS-allocated buffers, fio randwrite verifies on 2 queues', async (t) 
     '--verify=crc32c',
     '--verify_backlog=0',
     '--randseed=606',
-    `--size=${SIZE}`,
+    // One job per CPU, each on its half of the device: blk-mq maps each CPU
+    // to its own queue, so both queues serve IO whatever the scheduler does.
+    '--numjobs=2',
+    '--cpus_allowed=0-1',
+    '--cpus_allowed_policy=split',
+    '--group_reporting',
+    `--size=${SIZE / 2}`,
+    `--offset_increment=${SIZE / 2}`,
   ]
   const write = await fioAsync(['--name=jsbuf', '--rw=randwrite', '--do_verify=1', ...common])
   t.is(write.error, 0, write.stderr)
