@@ -20,8 +20,9 @@ export class UblkError extends Error {
   /**
    * @param errno an errno name (`'ENOSPC'`) or a negative errno number (`-28`)
    * @param message what happened; defaults to the errno's name
+   * @param options `cause`: the error behind this one
    */
-  constructor(errno: string | number, message?: string) {
+  constructor(errno: string | number, message?: string, options?: ErrorOptions) {
     let code: string | undefined
     let value: number | undefined
     if (typeof errno === 'string') {
@@ -34,7 +35,7 @@ export class UblkError extends Error {
     if (value === undefined || code === undefined) {
       throw new RangeError(`UblkError: ${String(errno)} is not an errno name or a negative errno number`)
     }
-    super(message ?? code)
+    super(message ?? code, options)
     this.name = 'UblkError'
     this.code = code
     this.errno = -value

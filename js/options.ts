@@ -58,7 +58,7 @@ export interface DeviceOptions {
    * next one, nothing fails. `'fail-inflight'`: that IO fails with EIO, IO
    * queued after the death waits for the next server. `'fail-io'` (Linux
    * 6.13+): every IO fails with EIO from the death until a server recovers
-   * the device (refused for now: libublk 0.4.8 cannot add such a device).
+   * the device. Refused, with the kernel named, where the kernel lacks it.
    * Default false: the device dies with its server. `close()`,
    * signals and a normal exit still delete the device.
    */

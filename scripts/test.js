@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // `npm test`: builds what is stale, runs the Rust checks (cargo test, clippy,
-// rustfmt) and the unit tests on this machine, then the real-kernel tests (__test__/kernel) either directly, when this kernel
+// rustfmt), the unit tests and the S3 backend's tests against a local Ceph
+// cluster on this machine, then the real-kernel tests (__test__/kernel) either directly, when this kernel
 // has ublk and we are root, or inside the QEMU guest under each kernel
 // (scripts/vm). Ends with one line `N passed, N failed[, N skipped]`.
 'use strict'
@@ -148,6 +149,34 @@ async function runStaticChecks() {
   }
 }
 
+/**
+ * The S3 backend's handler tests, against a real single-host Ceph cluster
+ * on this machine's loopback (scripts/ceph), started for them and stopped
+ * after. (The device tests start their own inside the guest.)
+ */
+async function runStoreTests() {
+  const label = 'S3 backend against Ceph (this machine)'
+  const start = spawnSync('bash', [path.join(root, 'scripts/ceph/start')], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
+  if (start.status !== 0) {
+    const why = `${label}: scripts/ceph/start exited ${start.status}`
+    if (inCI) {
+      totals.failed += 1
+      notes.push(why)
+    } else {
+      totals.skipped += 1
+      notes.push(`${why}; skipped`)
+    }
+    return
+  }
+  const env = {}
+  for (const m of start.stdout.matchAll(/^([A-Z0-9_]+)=(.*)$/gm)) env[m[1]] = m[2]
+  try {
+    await runTap(label, ava, ['--tap', '--serial', '__test__/store/*.spec.ts'], env)
+  } finally {
+    spawnSync('bash', [path.join(root, 'scripts/ceph/stop')], { cwd: root, stdio: 'inherit' })
+  }
+}
+
 function hasUblkHere() {
   if (process.getuid?.() !== 0) return false
   if (!fs.existsSync('/dev/ublk-control')) spawnSync('modprobe', ['ublk_drv'], { stdio: 'ignore' })
@@ -167,6 +196,7 @@ async function main() {
   buildIfNeeded()
   await runStaticChecks()
   await runTap('unit tests (this machine)', ava, ['--tap', '__test__/unit/*.spec.ts'])
+  await runStoreTests()
 
   const avaKernelArgs = ['--tap', '--serial', '--concurrency=1', '--timeout=10m', ...kernelTestFiles()]
   if (hasUblkHere()) {

@@ -36,7 +36,12 @@ test('usage errors exit 2 and say what is wrong', (t) => {
   const cases: Array<[string[], RegExp]> = [
     [['frobnicate'], /unknown command "frobnicate"/],
     [['serve'], /one module to serve, or --backend/],
-    [['serve', '--backend', 'tape', '--size', '1G'], /--backend must be memory, null or file/],
+    [['serve', '--backend', 'tape', '--size', '1G'], /--backend must be memory, null, file:<path> or s3:\/\/<bucket>\/<prefix>/],
+    [['serve', '--backend', 's3://'], /--backend s3:\/\/ needs a bucket/],
+    [['serve', '--backend', 's3://Not_A_Bucket/vm1'], /bucket must be a valid S3 bucket name/],
+    [['serve', '--backend', 's3://disks/vm1', '--object-size', '3000'], /objectSize must be from 65536/],
+    [['serve', '--backend', 's3://disks/vm1', '--endpoint', 'localhost:7480'], /endpoint must be an http/],
+    [['serve', '--backend', 'memory', '--size', '1G', '--endpoint', 'http://127.0.0.1:7480'], /--endpoint is an option of --backend s3:\/\//],
     [['serve', '--backend', 'null', '--size', 'huge'], /--size must be a byte count/],
     [['serve', '--backend', 'null', '--size', '1G', '--queues', '0'], /--queues must be a positive integer/],
     [['delete'], /give device ids, or --all, or --dead/],
