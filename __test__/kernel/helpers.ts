@@ -69,18 +69,25 @@ export function ublk(...args: string[]): Promise<Exec> {
 }
 
 /**
- * fio over the first `size` bytes of `path`: random 4k writes that each
- * carry a crc32c, checked at the end (`write`), or only the check of what a
- * `write` run with the same seed left (`verify`).
+ * fio over the first `size` bytes of `path`: writes (random 4k unless
+ * `pattern` says otherwise) that each carry a crc32c, checked at the end
+ * (`write`), or only the check of what a `write` run with the same seed and
+ * pattern left (`verify`).
  */
-export function fioVerify(path: string, mode: 'write' | 'verify', size: number, seed: number): ReturnType<typeof runFioJob> {
+export function fioVerify(
+  path: string,
+  mode: 'write' | 'verify',
+  size: number,
+  seed: number,
+  pattern: { rw?: 'randwrite' | 'write'; bs?: string } = {},
+): ReturnType<typeof runFioJob> {
   const common = [
     '--name=verify',
     `--filename=${path}`,
     '--ioengine=io_uring',
     '--direct=1',
-    '--rw=randwrite',
-    '--bs=4k',
+    `--rw=${pattern.rw ?? 'randwrite'}`,
+    `--bs=${pattern.bs ?? '4k'}`,
     '--iodepth=16',
     `--size=${size}`,
     '--verify=crc32c',

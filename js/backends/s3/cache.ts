@@ -55,6 +55,8 @@ export class ObjectCache {
   private readonly entries = new Map<number, Entry>()
   private readonly dirty = new Set<Entry>()
   private readonly zeros: Buffer
+  /** Object buffers no entry uses, for the next one. */
+  private readonly spare: Buffer[] = []
   private bytes = 0
   private storesRunning = 0
   private readonly slotWaiters: (() => void)[] = []
@@ -252,12 +254,11 @@ export class ObjectCache {
 
   private async load(e: Entry): Promise<void> {
     try {
-      await this.reserve()
-      const buf = Buffer.allocUnsafe(this.options.objectSize)
+      const buf = await this.reserve()
       try {
         await this.store.getInto(this.keys.data(e.index), buf, 0, true)
       } catch (err) {
-        this.release(1)
+        this.recycle(buf)
         throw err
       }
       e.data = buf
@@ -273,20 +274,21 @@ export class ObjectCache {
   /** Gives `e` a buffer of its own to change: allocated (zeros) or copied from the one being sent. */
   private async ownBuffer(e: Entry): Promise<void> {
     while (e.data === null || e.data === e.storingData) {
-      await this.reserve()
+      const buf = await this.reserve()
       if (e.data === null) {
-        e.data = Buffer.alloc(this.options.objectSize)
+        e.data = buf.fill(0)
       } else if (e.data === e.storingData) {
-        e.data = Buffer.from(e.data)
+        e.data = buf
+        e.storingData.copy(buf)
       } else {
-        this.release(1) // someone else gave it one meanwhile
+        this.recycle(buf) // someone else gave it one meanwhile
       }
     }
   }
 
   /** Forgets `e`'s buffer (its bytes are freed now, or when the write-back sending it ends). */
   private dropBuffer(e: Entry): void {
-    if (e.data && e.data !== e.storingData) this.release(1)
+    if (e.data && e.data !== e.storingData) this.recycle(e.data)
   }
 
   private changed(e: Entry, filledToEnd: boolean): void {
@@ -299,8 +301,13 @@ export class ObjectCache {
 
   // --- memory --------------------------------------------------------------------------
 
-  /** Waits until one more object fits in `cacheBytes`, evicting clean ones; EIO when write-back keeps failing. */
-  private async reserve(): Promise<void> {
+  /**
+   * A buffer for one object (contents undefined), once one more fits in
+   * `cacheBytes`, evicting clean objects; EIO when write-back keeps failing.
+   * Buffers are recycled, never left to the garbage collector: the process
+   * holds at most `cacheBytes` of them.
+   */
+  private async reserve(): Promise<Buffer> {
     const size = this.options.objectSize
     const failuresBefore = this.failureCount
     while (this.bytes + size > this.options.cacheBytes) {
@@ -313,10 +320,13 @@ export class ObjectCache {
     }
     this.bytes += size
     if (this.bytes > this.stats.peakCachedBytes) this.stats.peakCachedBytes = this.bytes
+    return this.spare.pop() ?? Buffer.allocUnsafeSlow(size)
   }
 
-  private release(objects: number): void {
-    this.bytes -= objects * this.options.objectSize
+  /** Takes back a buffer no entry or write-back uses any more. */
+  private recycle(buf: Buffer): void {
+    this.bytes -= this.options.objectSize
+    this.spare.push(buf)
     this.wake()
   }
 
@@ -330,7 +340,7 @@ export class ObjectCache {
       if (e.users === 0 && !e.loading && !e.storing && e.version === e.storedVersion) {
         this.entries.delete(e.index)
         if (e.data) {
-          this.release(1)
+          this.recycle(e.data)
           return true
         }
       }
@@ -396,7 +406,7 @@ export class ObjectCache {
         return this.lastFailure
       } finally {
         e.storingData = null
-        if (data && data !== e.data) this.release(1) // a write copied it meanwhile: the old copy goes
+        if (data && data !== e.data) this.recycle(data) // a write copied it meanwhile: the old copy goes
         e.storing = null
         this.freeSlot()
         this.wake()
