@@ -78,7 +78,34 @@ export function goals(run: BenchRun): Goal[] {
       met: r === undefined ? undefined : r >= 1.5,
     })
   }
+  const s3 = run.s3
+  const floor = s3 ? s3.sequentialWriteMiBs / s3.putMiBs : undefined
+  out.push({
+    text: 'S3Backend sequential 128k write until flushed vs the raw PUT rate of the same store and client: at least 70%',
+    value: percent(floor),
+    met: floor === undefined ? undefined : floor >= 0.7,
+  })
+  const warm = ratio(get('S3Backend q2', '4k randread QD32')?.iops, get('MemoryBackend q2', '4k randread QD32')?.iops)
+  out.push({
+    text: 'S3Backend (2 queues, warm cache) vs MemoryBackend (2 queues), 4k randread QD32: at least 70%',
+    value: percent(warm),
+    met: warm === undefined ? undefined : warm >= 0.7,
+  })
   return out
+}
+
+/** The S3 store's raw rates beside the backend's sustained sequential write. */
+function s3Lines(run: BenchRun): string[] {
+  const s = run.s3
+  if (!s) return []
+  const mib = (n: number) => `${n.toFixed(1)} MiB/s`
+  return [
+    '**S3 store** (the in-guest Ceph cluster; ' +
+      `${s.objectSize >> 20} MiB objects, ${s.concurrency} requests at a time, through the backend's own client code): ` +
+      `raw PUT ${mib(s.putMiBs)}, raw GET ${mib(s.getMiBs)}; ` +
+      `S3Backend sequential 128k write QD32 of ${s.sequentialWriteBytes >> 20} MiB to a new image with a ${s.sequentialCacheBytes >> 20} MiB cache, counted until fsync returned: ${mib(s.sequentialWriteMiBs)}.`,
+    '',
+  ]
 }
 
 export function conditions(run: BenchRun): string {
@@ -111,6 +138,7 @@ export function toMarkdown(run: BenchRun, chartFile?: string): string {
     '',
     ...table(run, (r) => (r.cpuNsPerRequest === null ? 'kernel' : fmtUs(r.cpuNsPerRequest / 1000))),
     '',
+    ...s3Lines(run),
     '**Goals**',
     '',
     ...goals(run).map((g) => `- ${g.met === undefined ? '–' : g.met ? 'met' : '**missed**'}: ${g.text}: ${g.value}`),

@@ -10,6 +10,7 @@ import { CASES, QUICK_CASES } from './cases'
 import { fioArgs, runFio } from './fio'
 import { sh } from '../__test__/support/process'
 import { cpuTimeNs, QUICK_TARGETS, TARGETS } from './targets'
+import { measureS3, S3_TARGET, stopCephStore } from './s3'
 import type { BenchRun, BenchResult } from './types'
 
 const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3)
@@ -70,8 +71,9 @@ async function main(): Promise<void> {
     run.targets.push({ name: target.name, description: target.description, ...(running.notes && { notes: running.notes }) })
     try {
       if (target.keepsData) {
+        // Flushed at the end, so a write-back cache (S3Backend) has stored it all before the measuring starts.
         console.log(`        ${target.name}: filling ${SIZE >> 20} MiB`)
-        await sh('fio', ['--name=fill', `--filename=${running.path}`, '--ioengine=io_uring', '--direct=1', '--rw=write', '--bs=1M', '--iodepth=8', `--size=${SIZE}`])
+        await sh('fio', ['--name=fill', `--filename=${running.path}`, '--ioengine=io_uring', '--direct=1', '--rw=write', '--bs=1M', '--iodepth=8', `--size=${SIZE}`, '--end_fsync=1'])
       }
       for (const c of cases) {
         step++
@@ -98,6 +100,18 @@ async function main(): Promise<void> {
     } finally {
       await running.stop()
     }
+  }
+  if (targets.some((t) => t.name === S3_TARGET)) {
+    try {
+      console.log('        S3: raw PUT/GET rates, then a flushed sequential write')
+      run.s3 = await measureS3(RUNTIME)
+      const s = run.s3
+      console.log(`        S3: PUT ${s.putMiBs.toFixed(1)} MiB/s, GET ${s.getMiBs.toFixed(1)} MiB/s, sequential write until flushed ${s.sequentialWriteMiBs.toFixed(1)} MiB/s`)
+    } catch (e) {
+      run.errors.push({ target: S3_TARGET, case: 'raw store rates', message: (e as Error).message })
+      console.log(`        S3: failed: ${(e as Error).message}`)
+    }
+    await stopCephStore()
   }
   mkdirSync(dirname(out), { recursive: true })
   writeFileSync(out, `${JSON.stringify(run, null, 2)}\n`)

@@ -1,10 +1,12 @@
 // Serves one of our benchmark targets until SIGTERM (which closes the device).
-//   node bench/serve.js <null|memory|rust-null|null-workers|xts-main|xts-workers> <queues> <size in bytes>
+//   node bench/serve.js <null|memory|rust-null|null-workers|xts-main|xts-workers|s3> <queues> <size in bytes>
+// s3 takes S3_ENDPOINT, S3_BUCKET, UBLK_BENCH_S3_PREFIX and UBLK_BENCH_S3_CACHE (bytes) from the
+// environment (bench/s3.ts sets them), and the credentials the AWS way.
 // Prints the device path once it is live. Uses the built package (dist/).
 'use strict'
 const { randomBytes } = require('node:crypto')
 const { join } = require('node:path')
-const { createDevice, NullBackend, MemoryBackend } = require('../dist')
+const { createDevice, NullBackend, MemoryBackend, S3Backend } = require('../dist')
 
 const [backend, queues, size] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4])]
 const options = { size, queues, queueDepth: 128 }
@@ -15,11 +17,20 @@ else if (backend === 'memory') options.handler = new MemoryBackend(size)
 else if (backend === 'null-workers') options.workers = { module: join(__dirname, 'handlers', 'null.js') }
 else if (backend === 'xts-main') options.handler = require('./handlers/xts-memory')(xtsData())
 else if (backend === 'xts-workers') options.workers = { module: join(__dirname, 'handlers', 'xts-memory.js'), data: xtsData() }
-else {
+else if (backend !== 's3') {
   console.error(`unknown backend ${backend}`)
   process.exit(2)
 }
-createDevice(options).then(
+const s3 = () =>
+  S3Backend.open({
+    endpoint: process.env.S3_ENDPOINT,
+    bucket: process.env.S3_BUCKET,
+    prefix: process.env.UBLK_BENCH_S3_PREFIX,
+    size,
+    cacheBytes: Number(process.env.UBLK_BENCH_S3_CACHE),
+  })
+const handler = backend === 's3' ? s3() : Promise.resolve(options.handler)
+handler.then((h) => createDevice({ ...options, handler: h })).then(
   (dev) => process.stdout.write(`${dev.path}\n`),
   (err) => {
     console.error(err)

@@ -1,9 +1,11 @@
 // What `npm run bench` measures: our devices (through JS, and with the Rust
 // null handler), the kernel's own ceilings (null_blk, a loop device over
-// tmpfs with direct I/O) and NBD (nbdkit's memory plugin), all in one boot.
+// tmpfs with direct I/O), NBD (nbdkit's memory plugin) and the S3 backend on
+// an in-guest Ceph cluster (bench/s3.ts), all in one boot.
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { sh, spawnServer } from '../__test__/support/process'
+import { s3Target, S3_TARGET } from './s3'
 
 export interface RunningTarget {
   path: string
@@ -119,6 +121,7 @@ export const TARGETS: Target[] = [
   nullBlk,
   loopTmpfs,
   nbdMemory,
+  s3Target,
 ]
 
 /** `--quick`: what the goals compare. */
@@ -134,6 +137,7 @@ export const QUICK_TARGETS = [
   'Rust null q2',
   'null_blk',
   'NBD (nbdkit memory)',
+  S3_TARGET,
 ]
 
 /** CPU time (user + system) of a process and all its threads, in nanoseconds. */

@@ -1,4 +1,5 @@
 // The JSON a benchmark run writes under bench/results/.
+import type { S3Figures } from './s3'
 
 export interface BenchResult {
   target: string
@@ -28,4 +29,6 @@ export interface BenchRun {
   targets: Array<{ name: string; description: string; notes?: string }>
   results: BenchResult[]
   errors: Array<{ target: string; case?: string; message: string }>
+  /** The store's raw rates and the backend's flushed sequential write (when the S3 target ran). */
+  s3?: S3Figures
 }

@@ -68,8 +68,10 @@ const run: BenchRun = {
     result('NullBackend workers q2', '4k randread QD128', 90_000),
     result('XTS main q2', '4k randread QD32', 1_000),
     result('XTS workers q2', '4k randread QD32', 1_800),
+    result('S3Backend q2', '4k randread QD32', 24_000),
   ],
   errors: [{ target: 'NBD (nbdkit memory)', case: '4k randread QD1', message: 'fio exited 1' }],
+  s3: { objectSize: 4 << 20, concurrency: 8, putMiBs: 100, getMiBs: 150, sequentialWriteMiBs: 60, sequentialWriteBytes: 256 << 20, sequentialCacheBytes: 64 << 20 },
 }
 
 test('goals are computed from the figures, met or missed', (t) => {
@@ -85,6 +87,8 @@ test('goals are computed from the figures, met or missed', (t) => {
       ['not measured', undefined],
       ['3.00x', true],
       ['1.33x', false],
+      ['60%', false],
+      ['80%', true],
     ],
   )
 })
@@ -98,6 +102,8 @@ test('the Markdown table lists every target and case, the conditions and the fai
   t.regex(md, /NBD \(nbdkit memory\) · 4k randread QD1: fio exited 1/)
   t.regex(md, /\| kernel \|/, 'in-kernel targets have no server CPU figure')
   t.regex(md, /!\[.*\]\(chart\.svg\)/)
+  t.regex(md, /raw PUT 100\.0 MiB\/s, raw GET 150\.0 MiB\/s; S3Backend sequential 128k write QD32 of 256 MiB .* 64 MiB cache, counted until fsync returned: 60\.0 MiB\/s/)
+  t.regex(md, /\*\*missed\*\*: S3Backend sequential 128k write until flushed vs the raw PUT rate .*: 60%/)
 })
 
 test('the SVG chart is well-formed and has a bar per target and depth', (t) => {
