@@ -150,6 +150,20 @@ async function runStaticChecks() {
 }
 
 /**
+ * Tests that could not start because their setup failed: a failure in CI
+ * (where the setup must work), a skip elsewhere (a machine without it).
+ */
+function setupMissing(why) {
+  if (inCI) {
+    totals.failed += 1
+    notes.push(why)
+  } else {
+    totals.skipped += 1
+    notes.push(`${why}; skipped`)
+  }
+}
+
+/**
  * The S3 backend's handler tests, against a real single-host Ceph cluster
  * on this machine's loopback (scripts/ceph), started for them and stopped
  * after. (The device tests start their own inside the guest.)
@@ -158,14 +172,7 @@ async function runStoreTests() {
   const label = 'S3 backend against Ceph (this machine)'
   const start = spawnSync('bash', [path.join(root, 'scripts/ceph/start')], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
   if (start.status !== 0) {
-    const why = `${label}: scripts/ceph/start exited ${start.status}`
-    if (inCI) {
-      totals.failed += 1
-      notes.push(why)
-    } else {
-      totals.skipped += 1
-      notes.push(`${why}; skipped`)
-    }
+    setupMissing(`${label}: scripts/ceph/start exited ${start.status}`)
     return
   }
   const env = {}
@@ -211,14 +218,7 @@ async function main() {
         stdio: ['ignore', 'inherit', 'inherit'],
       })
       if (prep.status !== 0) {
-        const why = `real-kernel tests under ${kernel}: the test guest could not be prepared (scripts/vm/prepare exited ${prep.status})`
-        if (inCI) {
-          totals.failed += 1
-          notes.push(why)
-        } else {
-          totals.skipped += 1
-          notes.push(`${why}; skipped`)
-        }
+        setupMissing(`real-kernel tests under ${kernel}: the test guest could not be prepared (scripts/vm/prepare exited ${prep.status})`)
         continue
       }
       const command = [ava, ...avaKernelArgs].map((a) => `'${a}'`).join(' ')
