@@ -13,6 +13,9 @@ import native from '../js/native'
 import { QueueDispatcher } from '../js/dispatcher'
 import { NullBackend } from '../js/backends/null'
 import type { Handler } from '../js/handler'
+import { ASYNC_NULL, FLOOR, inWorker, SYNC_NULL } from './dispatch-names'
+
+export { FLOOR } from './dispatch-names'
 
 export const BATCH_SIZES = [1, 8, 64, 128]
 
@@ -53,8 +56,8 @@ class AsyncNullBackend implements Handler {
 }
 
 export const HANDLERS: Record<string, () => Handler> = {
-  'NullBackend (sync)': () => new NullBackend(),
-  'async null': () => new AsyncNullBackend(),
+  [SYNC_NULL]: () => new NullBackend(),
+  [ASYNC_NULL]: () => new AsyncNullBackend(),
 }
 
 /** Runs `requests` READs in batches of `batch` through a fresh dispatcher. */
@@ -114,7 +117,6 @@ export async function measureFloor(batch: number, requests: number): Promise<Omi
   return { batch, requests: outcome.requests, requestsPerSecond: outcome.requests / (outcome.elapsedNs / 1e9), nsPerRequest: outcome.elapsedNs / outcome.requests }
 }
 
-export const FLOOR = 'Rust thread (floor)'
 
 export async function runDispatchBenchmark(requests: number, log: (line: string) => void = () => {}): Promise<DispatchFigure[]> {
   const figures: DispatchFigure[] = []
@@ -140,7 +142,7 @@ export async function runDispatchBenchmark(requests: number, log: (line: string)
   }
   for (const name of Object.keys(HANDLERS)) {
     for (const batch of BATCH_SIZES) {
-      const f = { handler: `${name} in a worker`, ...(await measureDispatchInWorker(name, batch, requests)) }
+      const f = { handler: inWorker(name), ...(await measureDispatchInWorker(name, batch, requests)) }
       figures.push(f)
       log(line(f, floors.get(batch)))
     }

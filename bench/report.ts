@@ -2,6 +2,7 @@
 // states the goals of the benchmark issue against the figures.
 //   node --import tsx bench/report.ts bench/results/<run>.json
 import { readFileSync, writeFileSync } from 'node:fs'
+import { FLOOR, inWorker, SYNC_NULL } from './dispatch-names'
 import type { BenchResult, BenchRun } from './types'
 
 const fmtIops = (n: number) => (n >= 10_000 ? `${(n / 1000).toFixed(0)}k` : n >= 1000 ? `${(n / 1000).toFixed(1)}k` : n.toFixed(0))
@@ -94,6 +95,48 @@ export function goals(run: BenchRun): Goal[] {
   return out
 }
 
+/** The server CPU per request split by thread, when the run recorded it. */
+function splitLines(run: BenchRun): string[] {
+  if (!run.results.some((r) => r.cpuSplitNsPerRequest)) return []
+  const us = (ns: number) => fmtUs(ns / 1000)
+  return [
+    '**The same, by thread, µs: queue threads / main thread / other threads** (workers, V8 and libuv helpers; live threads only)',
+    '',
+    ...table(run, (r) => {
+      const s = r.cpuSplitNsPerRequest
+      if (r.cpuNsPerRequest === null) return 'kernel'
+      return s ? `${us(s.queueThreads)} / ${us(s.mainThread)} / ${us(s.otherThreads)}` : '–'
+    }),
+    '',
+  ]
+}
+
+/** What the JS hop costs without a kernel in this boot, against the two-Rust-thread floor. */
+function hopLines(run: BenchRun): string[] {
+  const d = run.dispatch
+  if (!d) return []
+  const fig = (handler: string, batch: number) => d.find((f) => f.handler === handler && f.batch === batch)?.nsPerRequest
+  const us = (ns?: number) => (ns === undefined ? 'n/a' : `${fmtUs(ns / 1000)} µs`)
+  const nsr = (ns?: number) => (ns === undefined ? 'n/a' : `${ns.toFixed(0)} ns`)
+  const floor1 = fig(FLOOR, 1)
+  const lines = [
+    '**The JS hop in this boot** (`bench:dispatch`: synthetic requests, no kernel; the floor is the same round trip between two Rust threads, an eventfd wake each way): ' +
+      `round trip at batch 1: floor ${us(floor1)}, NullBackend ${us(fig(SYNC_NULL, 1))} on the main thread, ${us(fig(inWorker(SYNC_NULL), 1))} in a worker; ` +
+      `per request at batch 128: floor ${nsr(fig(FLOOR, 128))}, NullBackend ${nsr(fig(SYNC_NULL, 128))} on the main thread, ${nsr(fig(inWorker(SYNC_NULL), 128))} in a worker.`,
+  ]
+  const q = run.results.some((r) => r.target === 'Rust null q1' && r.case === '4k randread QD1') ? 'q1' : 'q2'
+  const rustP50 = run.results.find((r) => r.target === `Rust null ${q}` && r.case === '4k randread QD1')?.p50us
+  if (floor1 !== undefined && rustP50) {
+    const bound = rustP50 + floor1 / 1000
+    lines.push(
+      '',
+      `A server that wakes a second thread for each request, and is woken back, pays at least that floor on top of the Rust null handler's QD1 p50 (${fmtUs(rustP50)} µs): ` +
+        `${fmtUs(bound)} µs, ${(bound / rustP50).toFixed(2)}x, before any JavaScript runs.`,
+    )
+  }
+  return [...lines, '']
+}
+
 /** The S3 store's raw rates beside the backend's sustained sequential write. */
 function s3Lines(run: BenchRun): string[] {
   const s = run.s3
@@ -134,10 +177,12 @@ export function toMarkdown(run: BenchRun, chartFile?: string): string {
     '',
     ...table(run, (r) => `${fmtUs(r.p50us)} / ${fmtUs(r.p99us)}`),
     '',
-    '**Server CPU time per request, µs** (userspace servers only; approximate, includes the ramp)',
+    '**Server CPU time per request, µs** (userspace servers only: the scheduler run time of their threads, ramp included)',
     '',
     ...table(run, (r) => (r.cpuNsPerRequest === null ? 'kernel' : fmtUs(r.cpuNsPerRequest / 1000))),
     '',
+    ...splitLines(run),
+    ...hopLines(run),
     ...s3Lines(run),
     '**Goals**',
     '',

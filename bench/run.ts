@@ -9,9 +9,10 @@ import { dirname } from 'node:path'
 import { CASES, QUICK_CASES } from './cases'
 import { fioArgs, runFio } from './fio'
 import { sh } from '../__test__/support/process'
-import { cpuTimeNs, QUICK_TARGETS, TARGETS } from './targets'
+import { runDispatchBenchmark } from './dispatch'
+import { QUICK_TARGETS, TARGETS, threadCpuNs, totalNs } from './targets'
 import { measureS3, S3_TARGET, stopCephStore } from './s3'
-import type { BenchRun, BenchResult } from './types'
+import type { BenchRun, BenchResult, ThreadCpuNs } from './types'
 
 const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3)
 const quick = process.argv.includes('--quick')
@@ -19,6 +20,14 @@ const out = arg('out')
 const SIZE = 512 << 20
 const RUNTIME = quick ? 3 : 5
 const RAMP = 1
+/** Requests per figure of the in-boot dispatch measurement (bench/dispatch.ts). */
+const DISPATCH_REQUESTS = quick ? 5000 : 20_000
+
+/** `after - before` per request, for each kind of thread. */
+function splitPerRequest(before: ThreadCpuNs, after: ThreadCpuNs, requests: number): ThreadCpuNs {
+  const per = (k: keyof ThreadCpuNs) => Math.max(0, after[k] - before[k]) / requests
+  return { queueThreads: per('queueThreads'), mainThread: per('mainThread'), otherThreads: per('otherThreads') }
+}
 
 function version(cmd: string, args: string[]): string {
   try {
@@ -79,16 +88,18 @@ async function main(): Promise<void> {
         step++
         const prefix = `[${step}/${total}] ${target.name} · ${c.name}`
         try {
-          const cpuBefore = running.serverPid ? await cpuTimeNs(running.serverPid) : 0
+          const pid = running.serverPid
+          const before = pid ? await threadCpuNs(pid) : undefined
           const f = await runFio(fioArgs(running.path, c, RUNTIME, RAMP))
-          const cpuAfter = running.serverPid ? await cpuTimeNs(running.serverPid) : 0
+          const after = pid ? await threadCpuNs(pid) : undefined
           // CPU time spans ramp + runtime; so does this request estimate.
           const requests = f.iops * (f.runtimeSeconds + RAMP)
           const result: BenchResult = {
             target: target.name,
             case: c.name,
             ...f,
-            cpuNsPerRequest: running.serverPid ? (cpuAfter - cpuBefore) / requests : null,
+            cpuNsPerRequest: before && after ? (totalNs(after) - totalNs(before)) / requests : null,
+            cpuSplitNsPerRequest: before && after ? splitPerRequest(before, after, requests) : null,
           }
           run.results.push(result)
           console.log(`${prefix}: ${Math.round(f.iops).toLocaleString('en-US')} IOPS, p50 ${f.p50us.toFixed(0)} µs, p99 ${f.p99us.toFixed(0)} µs`)
@@ -112,6 +123,13 @@ async function main(): Promise<void> {
       console.log(`        S3: failed: ${(e as Error).message}`)
     }
     await stopCephStore()
+  }
+  try {
+    console.log(`        the JS hop without a kernel (bench:dispatch, ${DISPATCH_REQUESTS} requests per figure)`)
+    run.dispatch = await runDispatchBenchmark(DISPATCH_REQUESTS)
+  } catch (e) {
+    run.errors.push({ target: 'bench:dispatch', message: (e as Error).message })
+    console.log(`        bench:dispatch failed: ${(e as Error).message}`)
   }
   mkdirSync(dirname(out), { recursive: true })
   writeFileSync(out, `${JSON.stringify(run, null, 2)}\n`)

@@ -2,10 +2,11 @@
 // null handler), the kernel's own ceilings (null_blk, a loop device over
 // tmpfs with direct I/O), NBD (nbdkit's memory plugin) and the S3 backend on
 // an in-guest Ceph cluster (bench/s3.ts), all in one boot.
-import { readFile } from 'node:fs/promises'
+import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { sh, spawnServer } from '../__test__/support/process'
 import { s3Target, S3_TARGET } from './s3'
+import type { ThreadCpuNs } from './types'
 
 export interface RunningTarget {
   path: string
@@ -141,13 +142,27 @@ export const QUICK_TARGETS = [
 ]
 
 /** CPU time (user + system) of a process and all its threads, in nanoseconds. */
-export async function cpuTimeNs(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  // fields[0] is field 3 (state): utime is field 14, stime field 15.
-  const ticks = Number(fields[11]) + Number(fields[12])
-  return (ticks / CLOCK_TICKS) * 1e9
+/**
+ * The CPU time of each live thread of `pid` so far, summed by kind: the
+ * scheduler's own run time (`/proc/<pid>/task/<tid>/schedstat`, in ns), not
+ * the tick-sampled utime/stime of `stat`, which at low rates charges whole
+ * 4 ms ticks to whichever thread they land on. A thread that ended (a
+ * replaced worker) is missing.
+ */
+export async function threadCpuNs(pid: number): Promise<ThreadCpuNs> {
+  const split: ThreadCpuNs = { queueThreads: 0, mainThread: 0, otherThreads: 0 }
+  const tids = await readdir(`/proc/${pid}/task`).catch(() => [] as string[])
+  for (const tid of tids) {
+    const dir = `/proc/${pid}/task/${tid}`
+    const [comm, schedstat] = await Promise.all([readFile(`${dir}/comm`, 'utf8'), readFile(`${dir}/schedstat`, 'utf8')]).catch(() => [])
+    if (comm === undefined || schedstat === undefined) continue
+    const ns = Number(schedstat.split(' ')[0])
+    if (/^ublk\d+q\d+$/.test(comm.trim())) split.queueThreads += ns
+    else if (tid === String(pid)) split.mainThread += ns
+    else split.otherThreads += ns
+  }
+  return split
 }
 
-/** USER_HZ, the unit of /proc/<pid>/stat times (100 on every Linux ABI we run on). */
-const CLOCK_TICKS = 100
+/** All of a split. */
+export const totalNs = (s: ThreadCpuNs) => s.queueThreads + s.mainThread + s.otherThreads

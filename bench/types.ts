@@ -1,5 +1,16 @@
 // The JSON a benchmark run writes under bench/results/.
+import type { DispatchFigure } from './dispatch'
 import type { S3Figures } from './s3'
+
+/** Where a server's CPU time went, in ns, by kind of thread (scheduler run time). */
+export interface ThreadCpuNs {
+  /** The queue threads (`ublk<dev>q<queue>`): the Rust IO loops. */
+  queueThreads: number
+  /** The main JavaScript thread (its tid is the pid). */
+  mainThread: number
+  /** Every other thread: queue workers, V8's and libuv's helpers, the control thread. */
+  otherThreads: number
+}
 
 export interface BenchResult {
   target: string
@@ -9,8 +20,13 @@ export interface BenchResult {
   p50us: number
   p99us: number
   runtimeSeconds: number
-  /** Server process CPU time (user + system) per request; null for in-kernel targets. */
+  /**
+   * Server CPU time per request, the sum of its threads' scheduler run time
+   * (runs before 2026-12-03: tick-sampled utime + stime); null for in-kernel targets.
+   */
   cpuNsPerRequest: number | null
+  /** The same, split by thread (absent in runs before it was recorded; null for in-kernel targets). */
+  cpuSplitNsPerRequest?: ThreadCpuNs | null
 }
 
 export interface BenchRun {
@@ -31,4 +47,10 @@ export interface BenchRun {
   errors: Array<{ target: string; case?: string; message: string }>
   /** The store's raw rates and the backend's flushed sequential write (when the S3 target ran). */
   s3?: S3Figures
+  /**
+   * The JS hop without a kernel, measured in the same boot (bench/dispatch.ts):
+   * the Rust-thread floor and NullBackend on the main thread and in a worker,
+   * at batch 1 (the round trip) and 128.
+   */
+  dispatch?: DispatchFigure[]
 }

@@ -1,13 +1,17 @@
 // The benchmark's pure parts: the case matrix, fio's JSON, the report and
 // the goals. (Running it needs the kernel: `npm run bench`.)
 import test from 'ava'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { CASES, jobsFor, QUICK_CASES } from '../../bench/cases'
 import { fioArgs, runFio } from '../../bench/fio'
+import { FLOOR, inWorker, SYNC_NULL } from '../../bench/dispatch-names'
 import { updateReadme } from '../../bench/main'
 import { goals, toMarkdown, toSvg } from '../../bench/report'
+import { threadCpuNs } from '../../bench/targets'
 import type { BenchResult, BenchRun } from '../../bench/types'
 
 test('the case matrix is the one the issue asks for', (t) => {
@@ -71,6 +75,14 @@ const run: BenchRun = {
     result('S3Backend q2', '4k randread QD32', 24_000),
   ],
   errors: [{ target: 'NBD (nbdkit memory)', case: '4k randread QD1', message: 'fio exited 1' }],
+  dispatch: [
+    [FLOOR, 1, 150_000],
+    [SYNC_NULL, 1, 250_000],
+    [inWorker(SYNC_NULL), 1, 240_000],
+    [FLOOR, 128, 1_400],
+    [SYNC_NULL, 128, 8_500],
+    [inWorker(SYNC_NULL), 128, 11_500],
+  ].map(([handler, batch, ns]) => ({ handler: handler as string, batch: batch as number, requests: 1000, requestsPerSecond: 1e9 / (ns as number), nsPerRequest: ns as number })),
   s3: { objectSize: 4 << 20, concurrency: 8, putMiBs: 100, getMiBs: 150, sequentialWriteMiBs: 60, sequentialWriteBytes: 256 << 20, sequentialCacheBytes: 64 << 20 },
 }
 
@@ -104,6 +116,34 @@ test('the Markdown table lists every target and case, the conditions and the fai
   t.regex(md, /!\[.*\]\(chart\.svg\)/)
   t.regex(md, /raw PUT 100\.0 MiB\/s, raw GET 150\.0 MiB\/s; S3Backend sequential 128k write QD32 of 256 MiB .* 64 MiB cache, counted until fsync returned: 60\.0 MiB\/s/)
   t.regex(md, /\*\*missed\*\*: S3Backend sequential 128k write until flushed vs the raw PUT rate .*: 60%/)
+})
+
+test('the report splits server CPU by thread and sets the JS hop against its floor', (t) => {
+  const withSplit: BenchRun = {
+    ...run,
+    results: run.results.map((r) =>
+      r.target === 'NullBackend q2' && r.case === '4k randread QD128' ? { ...r, cpuSplitNsPerRequest: { queueThreads: 2000, mainThread: 2500, otherThreads: 500 } } : r,
+    ),
+  }
+  const md = toMarkdown(withSplit)
+  t.regex(md, /by thread, µs: queue threads \/ main thread \/ other threads/)
+  t.regex(md, /\| 4k randread QD128 \| 2\.0 \/ 2\.5 \/ 0\.5 \| – \| – \| – \| – \|/)
+  t.regex(md, /round trip at batch 1: floor 150 µs, NullBackend 250 µs on the main thread, 240 µs in a worker; per request at batch 128: floor 1400 ns, NullBackend 8500 ns on the main thread, 11500 ns in a worker/)
+  t.regex(md, /Rust null handler's QD1 p50 \(100 µs\): 250 µs, 2\.50x, before any JavaScript runs/)
+  // A run recorded before either existed renders without them.
+  const older = toMarkdown({ ...run, dispatch: undefined })
+  t.notRegex(older, /by thread|JS hop in this boot/)
+})
+
+test('server CPU is read per thread from the scheduler: a busy main thread shows as such', async (t) => {
+  // Spins its main thread for 300 ms, then idles until killed.
+  const child = spawn(process.execPath, ['-e', 'const t = Date.now(); while (Date.now() - t < 300); console.log("spun"); setInterval(() => {}, 1000)'])
+  t.teardown(() => child.kill('SIGKILL'))
+  await once(child.stdout, 'data')
+  const split = await threadCpuNs(child.pid!)
+  t.true(split.mainThread >= 250e6, `main thread ${split.mainThread} ns`)
+  t.is(split.queueThreads, 0)
+  t.deepEqual(await threadCpuNs(2 ** 22 + 12345), { queueThreads: 0, mainThread: 0, otherThreads: 0 }, 'a pid that does not exist')
 })
 
 test('the SVG chart is well-formed and has a bar per target and depth', (t) => {

@@ -4,6 +4,7 @@
 // slots, completions come back through the completion ring.
 import test from 'ava'
 import { measureDispatch, measureDispatchInWorker } from '../../bench/dispatch'
+import { ASYNC_NULL } from '../../bench/dispatch-names'
 import { NullBackend, UblkError, type RequestContext } from '../../js'
 import { QueueDispatcher } from '../../js/dispatcher'
 import native from '../../js/native'
@@ -30,7 +31,7 @@ test('every request reaches the handler once, with its offset and a 4 KiB view',
 
 test('a worker attached through the router serves the same requests', async (t) => {
   for (const batch of [1, 64]) {
-    const result = await measureDispatchInWorker('async null', batch, 1000)
+    const result = await measureDispatchInWorker(ASYNC_NULL, batch, 1000)
     t.is(result.requests, 1000, `batch ${batch}`)
   }
 })
