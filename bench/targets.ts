@@ -141,7 +141,6 @@ export const QUICK_TARGETS = [
   S3_TARGET,
 ]
 
-/** CPU time (user + system) of a process and all its threads, in nanoseconds. */
 /**
  * The CPU time of each live thread of `pid` so far, summed by kind: the
  * scheduler's own run time (`/proc/<pid>/task/<tid>/schedstat`, in ns), not
