@@ -15,8 +15,6 @@ import { NullBackend } from '../js/backends/null'
 import type { Handler } from '../js/handler'
 import { ASYNC_NULL, FLOOR, inWorker, SYNC_NULL } from './dispatch-names'
 
-export { FLOOR } from './dispatch-names'
-
 export const BATCH_SIZES = [1, 8, 64, 128]
 
 export interface DispatchFigure {
@@ -116,7 +114,6 @@ export async function measureFloor(batch: number, requests: number): Promise<Omi
   if (outcome.error) throw new Error(`synthetic floor run failed: ${outcome.error.code}: ${outcome.error.message}`)
   return { batch, requests: outcome.requests, requestsPerSecond: outcome.requests / (outcome.elapsedNs / 1e9), nsPerRequest: outcome.elapsedNs / outcome.requests }
 }
-
 
 export async function runDispatchBenchmark(requests: number, log: (line: string) => void = () => {}): Promise<DispatchFigure[]> {
   const figures: DispatchFigure[] = []

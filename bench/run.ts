@@ -94,12 +94,13 @@ async function main(): Promise<void> {
           const after = pid ? await threadCpuNs(pid) : undefined
           // CPU time spans ramp + runtime; so does this request estimate.
           const requests = f.iops * (f.runtimeSeconds + RAMP)
+          const split = before && after ? splitPerRequest(before, after, requests) : null
           const result: BenchResult = {
             target: target.name,
             case: c.name,
             ...f,
-            cpuNsPerRequest: before && after ? (totalNs(after) - totalNs(before)) / requests : null,
-            cpuSplitNsPerRequest: before && after ? splitPerRequest(before, after, requests) : null,
+            cpuNsPerRequest: split ? totalNs(split) : null,
+            cpuSplitNsPerRequest: split,
           }
           run.results.push(result)
           console.log(`${prefix}: ${Math.round(f.iops).toLocaleString('en-US')} IOPS, p50 ${f.p50us.toFixed(0)} µs, p99 ${f.p99us.toFixed(0)} µs`)

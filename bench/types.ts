@@ -25,7 +25,7 @@ export interface BenchResult {
    * (runs before 2026-12-03: tick-sampled utime + stime); null for in-kernel targets.
    */
   cpuNsPerRequest: number | null
-  /** The same, split by thread (absent in runs before it was recorded; null for in-kernel targets). */
+  /** The same, split by thread, summing to it (absent in runs before 2026-12-03; null for in-kernel targets). */
   cpuSplitNsPerRequest?: ThreadCpuNs | null
 }
 
@@ -48,9 +48,9 @@ export interface BenchRun {
   /** The store's raw rates and the backend's flushed sequential write (when the S3 target ran). */
   s3?: S3Figures
   /**
-   * The JS hop without a kernel, measured in the same boot (bench/dispatch.ts):
-   * the Rust-thread floor and NullBackend on the main thread and in a worker,
-   * at batch 1 (the round trip) and 128.
+   * The JS hop without a kernel, measured in the same boot: every figure of
+   * bench/dispatch.ts (the Rust-thread floor, each handler on the main thread
+   * and in a worker, each batch size); the report quotes batches 1 and 128.
    */
   dispatch?: DispatchFigure[]
 }
