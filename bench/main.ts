@@ -52,7 +52,7 @@ function main(): void {
     UBLK_VM_RW_DIRS: join(root, 'bench', 'results'),
     UBLK_VM_MEM: process.env.UBLK_VM_MEM ?? '3G',
     UBLK_VM_TIMEOUT: process.env.UBLK_VM_TIMEOUT ?? '3600',
-    UBLK_VM_ENV: `${process.env.UBLK_VM_ENV ?? ''} UBLK_BENCH_HOST UBLK_BENCH_ONLY`.trim(),
+    UBLK_VM_ENV: `${process.env.UBLK_VM_ENV ?? ''} UBLK_BENCH_HOST UBLK_BENCH_ONLY UBLK_BENCH_GOAL_ROUNDS`.trim(),
     UBLK_BENCH_HOST: `${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores`,
   }
   const r = direct

@@ -1,8 +1,9 @@
 // Turns a benchmark run's JSON into a Markdown table and an SVG chart, and
-// states the goals of the benchmark issue against the figures.
+// states the goals of the benchmark issue (bench/goals.ts) against the figures.
 //   node --import tsx bench/report.ts bench/results/<run>.json
 import { readFileSync, writeFileSync } from 'node:fs'
 import { FLOOR, inWorker, SYNC_NULL } from './dispatch-names'
+import { goals } from './goals'
 import type { BenchResult, BenchRun } from './types'
 
 const fmtIops = (n: number) => (n >= 10_000 ? `${(n / 1000).toFixed(0)}k` : n >= 1000 ? `${(n / 1000).toFixed(1)}k` : n.toFixed(0))
@@ -25,74 +26,6 @@ function table(run: BenchRun, cell: (r: BenchResult) => string): string[] {
     lines.push(`| ${c} | ${targets.map((t) => (get(t, c) ? cell(get(t, c)!) : '–')).join(' | ')} |`)
   }
   return lines
-}
-
-export interface Goal {
-  text: string
-  value: string
-  met: boolean | undefined
-}
-
-/** The goals the benchmark is held to, evaluated on a run (undefined: not measured). */
-export function goals(run: BenchRun): Goal[] {
-  const get = lookup(run)
-  const ratio = (a?: number, b?: number) => (a !== undefined && b ? a / b : undefined)
-  const best = (...xs: Array<number | undefined>) => {
-    const known = xs.filter((x): x is number => x !== undefined)
-    return known.length ? Math.max(...known) : undefined
-  }
-  const percent = (r?: number) => (r === undefined ? 'not measured' : `${(r * 100).toFixed(0)}%`)
-  const times = (r?: number) => (r === undefined ? 'not measured' : `${r.toFixed(2)}x`)
-  const out: Goal[] = []
-  for (const q of ['q1', 'q2']) {
-    const c = '4k randread QD128'
-    const js = best(get(`NullBackend ${q}`, c)?.iops, get(`NullBackend workers ${q}`, c)?.iops)
-    const r = ratio(js, get(`Rust null ${q}`, c)?.iops)
-    out.push({
-      text: `NullBackend (best of main thread and workers) vs the Rust null handler, ${c}, ${q === 'q1' ? '1 queue' : '2 queues'}: at least 85%`,
-      value: percent(r),
-      met: r === undefined ? undefined : r >= 0.85,
-    })
-  }
-  const q = get('NullBackend q1', '4k randread QD1') ? 'q1' : 'q2'
-  const p50 = (name: string) => get(name, '4k randread QD1')?.p50us
-  const bestP50 = [p50(`NullBackend ${q}`), p50(`NullBackend workers ${q}`)].filter((x): x is number => x !== undefined)
-  const lat = ratio(bestP50.length ? Math.min(...bestP50) : undefined, p50(`Rust null ${q}`))
-  out.push({
-    text: `QD1 4k randread p50 latency, NullBackend (best mode) vs the Rust null handler (${q === 'q1' ? '1 queue' : '2 queues'}): at most 2x`,
-    value: times(lat),
-    met: lat === undefined ? undefined : lat <= 2,
-  })
-  for (const c of ['4k randread QD32', '4k randread QD128', '4k randwrite QD32']) {
-    const r = ratio(get('XTS workers q2', c)?.iops, get('XTS main q2', c)?.iops)
-    out.push({
-      text: `CPU-bound handler (AES-XTS over RAM, 2 queues), workers vs the main thread, ${c}: at least 1.6x`,
-      value: times(r),
-      met: r === undefined ? undefined : r >= 1.6,
-    })
-  }
-  for (const c of ['4k randread QD32', '4k randwrite QD32']) {
-    const r = ratio(get('MemoryBackend q2', c)?.iops, get('NBD (nbdkit memory)', c)?.iops)
-    out.push({
-      text: `MemoryBackend (2 queues) vs nbdkit memory over NBD (2 connections), ${c}: at least 1.5x`,
-      value: times(r),
-      met: r === undefined ? undefined : r >= 1.5,
-    })
-  }
-  const s3 = run.s3
-  const floor = s3 ? s3.sequentialWriteMiBs / s3.putMiBs : undefined
-  out.push({
-    text: 'S3Backend sequential 128k write until flushed vs the raw PUT rate of the same store and client: at least 70%',
-    value: percent(floor),
-    met: floor === undefined ? undefined : floor >= 0.7,
-  })
-  const warm = ratio(get('S3Backend q2', '4k randread QD32')?.iops, get('MemoryBackend q2', '4k randread QD32')?.iops)
-  out.push({
-    text: 'S3Backend (2 queues, warm cache) vs MemoryBackend (2 queues), 4k randread QD32: at least 70%',
-    value: percent(warm),
-    met: warm === undefined ? undefined : warm >= 0.7,
-  })
-  return out
 }
 
 /** The server CPU per request split by thread, when the run recorded it. */
@@ -184,7 +117,10 @@ export function toMarkdown(run: BenchRun, chartFile?: string): string {
     ...splitLines(run),
     ...hopLines(run),
     ...s3Lines(run),
-    '**Goals**',
+    '**Goals**' +
+      (run.goalRounds?.length
+        ? ` (each compared pair measured again in ${run.goalRounds.length} more round${run.goalRounds.length > 1 ? 's' : ''} of the same boot, in alternating order; the verdict is the median ratio)`
+        : ''),
     '',
     ...goals(run).map((g) => `- ${g.met === undefined ? '–' : g.met ? 'met' : '**missed**'}: ${g.text}: ${g.value}`),
   ]

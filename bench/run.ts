@@ -6,11 +6,12 @@ import { execFileSync } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { dirname } from 'node:path'
-import { CASES, QUICK_CASES } from './cases'
+import { CASES, QUICK_CASES, type FioCase } from './cases'
 import { fioArgs, runFio } from './fio'
 import { sh } from '../__test__/support/process'
 import { runDispatchBenchmark } from './dispatch'
-import { QUICK_TARGETS, TARGETS, threadCpuNs, totalNs } from './targets'
+import { roundCases } from './goals'
+import { QUICK_TARGETS, TARGETS, threadCpuNs, totalNs, type Target } from './targets'
 import { measureS3, S3_TARGET, stopCephStore } from './s3'
 import type { BenchRun, BenchResult, ThreadCpuNs } from './types'
 
@@ -22,6 +23,8 @@ const RUNTIME = quick ? 3 : 5
 const RAMP = 1
 /** Requests per figure of the in-boot dispatch measurement (bench/dispatch.ts). */
 const DISPATCH_REQUESTS = quick ? 5000 : 20_000
+/** Goal rounds after the main pass (UBLK_BENCH_GOAL_ROUNDS; 0: none). */
+const GOAL_ROUNDS = Number(process.env.UBLK_BENCH_GOAL_ROUNDS ?? 2)
 
 /** `after - before` per request, for each kind of thread. */
 function splitPerRequest(before: ThreadCpuNs, after: ThreadCpuNs, requests: number): ThreadCpuNs {
@@ -34,6 +37,61 @@ function version(cmd: string, args: string[]): string {
     return execFileSync(cmd, args, { encoding: 'utf8' }).trim().split('\n')[0]
   } catch {
     return 'unknown'
+  }
+}
+
+/** Where a pass over a target puts what it measured, and how it names its steps. */
+interface Pass {
+  into: BenchResult[]
+  /** The log line's prefix for case `i` of this target. */
+  label(i: number, c: FioCase): string
+  /** Said before each error message ('' in the main pass). */
+  errorPrefix: string
+}
+
+/**
+ * Starts `target`, fills it if it keeps data, runs `cases` on it and stops
+ * it; each figure goes to `pass.into`, each failure to the run's errors.
+ */
+async function measureTarget(target: Target, cases: FioCase[], run: BenchRun, pass: Pass): Promise<void> {
+  const error = (message: string, c?: FioCase) =>
+    run.errors.push({ target: target.name, ...(c && { case: c.name }), message: `${pass.errorPrefix}${message}` })
+  let running
+  try {
+    running = await target.start(SIZE)
+  } catch (e) {
+    error((e as Error).message)
+    console.log(`        ${pass.errorPrefix}${target.name}: could not start: ${(e as Error).message}`)
+    return
+  }
+  if (!run.targets.some((t) => t.name === target.name)) {
+    run.targets.push({ name: target.name, description: target.description, ...(running.notes && { notes: running.notes }) })
+  }
+  try {
+    if (target.keepsData) {
+      // Flushed at the end, so a write-back cache (S3Backend) has stored it all before the measuring starts.
+      console.log(`        ${target.name}: filling ${SIZE >> 20} MiB`)
+      await sh('fio', ['--name=fill', `--filename=${running.path}`, '--ioengine=io_uring', '--direct=1', '--rw=write', '--bs=1M', '--iodepth=8', `--size=${SIZE}`, '--end_fsync=1'])
+    }
+    for (const [i, c] of cases.entries()) {
+      const prefix = pass.label(i, c)
+      try {
+        const pid = running.serverPid
+        const before = pid ? await threadCpuNs(pid) : undefined
+        const f = await runFio(fioArgs(running.path, c, RUNTIME, RAMP))
+        const after = pid ? await threadCpuNs(pid) : undefined
+        // CPU time spans ramp + runtime; so does this request estimate.
+        const requests = f.iops * (f.runtimeSeconds + RAMP)
+        const split = before && after ? splitPerRequest(before, after, requests) : null
+        pass.into.push({ target: target.name, case: c.name, ...f, cpuNsPerRequest: split ? totalNs(split) : null, cpuSplitNsPerRequest: split })
+        console.log(`${prefix}: ${Math.round(f.iops).toLocaleString('en-US')} IOPS, p50 ${f.p50us.toFixed(0)} µs, p99 ${f.p99us.toFixed(0)} µs`)
+      } catch (e) {
+        error((e as Error).message, c)
+        console.log(`${prefix}: failed: ${(e as Error).message}`)
+      }
+    }
+  } finally {
+    await running.stop()
   }
 }
 
@@ -66,53 +124,30 @@ async function main(): Promise<void> {
     errors: [],
   }
   const total = targets.length * cases.length
-  let step = 0
-  for (const target of targets) {
-    let running
-    try {
-      running = await target.start(SIZE)
-    } catch (e) {
-      step += cases.length
-      run.errors.push({ target: target.name, message: (e as Error).message })
-      console.log(`[${step}/${total}] ${target.name}: could not start: ${(e as Error).message}`)
-      continue
-    }
-    run.targets.push({ name: target.name, description: target.description, ...(running.notes && { notes: running.notes }) })
-    try {
-      if (target.keepsData) {
-        // Flushed at the end, so a write-back cache (S3Backend) has stored it all before the measuring starts.
-        console.log(`        ${target.name}: filling ${SIZE >> 20} MiB`)
-        await sh('fio', ['--name=fill', `--filename=${running.path}`, '--ioengine=io_uring', '--direct=1', '--rw=write', '--bs=1M', '--iodepth=8', `--size=${SIZE}`, '--end_fsync=1'])
-      }
-      for (const c of cases) {
-        step++
-        const prefix = `[${step}/${total}] ${target.name} · ${c.name}`
-        try {
-          const pid = running.serverPid
-          const before = pid ? await threadCpuNs(pid) : undefined
-          const f = await runFio(fioArgs(running.path, c, RUNTIME, RAMP))
-          const after = pid ? await threadCpuNs(pid) : undefined
-          // CPU time spans ramp + runtime; so does this request estimate.
-          const requests = f.iops * (f.runtimeSeconds + RAMP)
-          const split = before && after ? splitPerRequest(before, after, requests) : null
-          const result: BenchResult = {
-            target: target.name,
-            case: c.name,
-            ...f,
-            cpuNsPerRequest: split ? totalNs(split) : null,
-            cpuSplitNsPerRequest: split,
-          }
-          run.results.push(result)
-          console.log(`${prefix}: ${Math.round(f.iops).toLocaleString('en-US')} IOPS, p50 ${f.p50us.toFixed(0)} µs, p99 ${f.p99us.toFixed(0)} µs`)
-        } catch (e) {
-          run.errors.push({ target: target.name, case: c.name, message: (e as Error).message })
-          console.log(`${prefix}: failed: ${(e as Error).message}`)
-        }
-      }
-    } finally {
-      await running.stop()
+  const mainPass = async (target: Target) => {
+    const t = targets.indexOf(target)
+    const label = (i: number, c: FioCase) => `[${t * cases.length + i + 1}/${total}] ${target.name} · ${c.name}`
+    await measureTarget(target, cases, run, { into: run.results, label, errorPrefix: '' })
+  }
+  // The S3 target comes after the goal rounds: its Ceph cluster stays out of them.
+  for (const target of targets.filter((t) => t.name !== S3_TARGET)) await mainPass(target)
+  // The goal rounds: what the goals compare, again, in alternating order
+  // (odd rounds backwards), so that each goal's ratio is had several
+  // times in this boot and its verdict is their median (bench/goals.ts).
+  const again = roundCases()
+  const roundTargets = targets.filter((t) => again.has(t.name))
+  run.goalRounds = []
+  for (let round = 1; round <= GOAL_ROUNDS && roundTargets.length; round++) {
+    const results: BenchResult[] = []
+    run.goalRounds.push(results)
+    const order = round % 2 ? [...roundTargets].reverse() : roundTargets
+    for (const target of order) {
+      const wanted = cases.filter((c) => again.get(target.name)!.includes(c.name))
+      const label = (_: number, c: FioCase) => `[goal round ${round}/${GOAL_ROUNDS}] ${target.name} · ${c.name}`
+      await measureTarget(target, wanted, run, { into: results, label, errorPrefix: `goal round ${round}: ` })
     }
   }
+  for (const target of targets.filter((t) => t.name === S3_TARGET)) await mainPass(target)
   if (targets.some((t) => t.name === S3_TARGET)) {
     try {
       console.log('        S3: raw PUT/GET rates, then a flushed sequential write')

@@ -93,6 +93,8 @@ const nbdMemory: Target = {
     await sh('mkdir', ['-p', WORKDIR])
     const socket = `${WORKDIR}/nbd.sock`
     const pidfile = `${WORKDIR}/nbdkit.pid`
+    // A killed nbdkit leaves its socket behind, and a second start (the goal rounds) would find it in use.
+    await sh('rm', ['-f', socket, pidfile])
     await sh('nbdkit', ['-U', socket, '-P', pidfile, 'memory', String(sizeBytes)])
     const pid = Number((await readFile(pidfile, 'utf8')).trim())
     await sh('modprobe', ['nbd', 'nbds_max=1'])

@@ -53,4 +53,10 @@ export interface BenchRun {
    * and in a worker, each batch size); the report quotes batches 1 and 128.
    */
   dispatch?: DispatchFigure[]
+  /**
+   * The goal rounds: after the main pass (whose figures are `results`), the
+   * targets and cases the goals compare, measured again, one list per round
+   * (bench/goals.ts). Absent in runs before 2026-12-03.
+   */
+  goalRounds?: BenchResult[][]
 }

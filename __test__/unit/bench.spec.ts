@@ -10,7 +10,8 @@ import { CASES, jobsFor, QUICK_CASES } from '../../bench/cases'
 import { fioArgs, runFio } from '../../bench/fio'
 import { FLOOR, inWorker, SYNC_NULL } from '../../bench/dispatch-names'
 import { updateReadme } from '../../bench/main'
-import { goals, toMarkdown, toSvg } from '../../bench/report'
+import { goals, GOALS, median, roundCases } from '../../bench/goals'
+import { toMarkdown, toSvg } from '../../bench/report'
 import { threadCpuNs } from '../../bench/targets'
 import type { BenchResult, BenchRun } from '../../bench/types'
 
@@ -66,8 +67,8 @@ const run: BenchRun = {
     result('NBD (nbdkit memory)', '4k randread QD32', 10_000),
     result('MemoryBackend q2', '4k randwrite QD32', 20_000),
     result('NBD (nbdkit memory)', '4k randwrite QD32', 15_000),
-    result('NullBackend q2', '4k randread QD1', 5_000, 120),
-    result('Rust null q2', '4k randread QD1', 8_000, 100),
+    result('NullBackend q1', '4k randread QD1', 5_000, 120),
+    result('Rust null q1', '4k randread QD1', 8_000, 100),
     result('null_blk', '4k randread QD1', 50_000, 10),
     result('NullBackend workers q2', '4k randread QD128', 90_000),
     result('XTS main q2', '4k randread QD32', 1_000),
@@ -103,6 +104,41 @@ test('goals are computed from the figures, met or missed', (t) => {
       ['80%', true],
     ],
   )
+})
+
+test('goals are decided on the median of their per-round ratios, each round on its own', (t) => {
+  const rounds: BenchRun = {
+    ...run,
+    goalRounds: [
+      // Round 1: both sides slower (the boot drifted), the ratio the same as the main pass's.
+      [result('NullBackend q2', '4k randread QD128', 30_000), result('Rust null q2', '4k randread QD128', 50_000)],
+      // Round 2: workers win this round; the best mode of each round counts.
+      [result('NullBackend q2', '4k randread QD128', 50_000), result('NullBackend workers q2', '4k randread QD128', 95_000), result('Rust null q2', '4k randread QD128', 100_000)],
+      // Round 3: the XTS pair only; NullBackend is not measured in it and that round is no sample of its goal.
+      [result('XTS main q2', '4k randread QD32', 1_000), result('XTS workers q2', '4k randread QD32', 1_500)],
+    ],
+  }
+  const g = goals(rounds)
+  t.deepEqual(g[1].rounds, [0.9, 0.6, 0.95])
+  t.is(g[1].value, '90% (median of 3 rounds: 90%, 60%, 95%)')
+  t.true(g[1].met)
+  t.deepEqual(g[3].rounds, [1.8, 1.5])
+  t.is(g[3].value, '1.65x (median of 2 rounds: 1.80x, 1.50x)')
+  t.true(g[3].met, 'an even count takes the mean of the middle two')
+  t.is(g[0].met, undefined)
+  t.regex(toMarkdown(rounds), /\*\*Goals\*\* \(each compared pair measured again in 3 more rounds of the same boot/)
+  t.is(median([3, 1, 2]), 2)
+})
+
+test('the goal rounds repeat exactly what the goals compare, and not the S3 target', (t) => {
+  const again = roundCases()
+  t.deepEqual(again.get('Rust null q1'), ['4k randread QD128', '4k randread QD1'])
+  t.deepEqual(again.get('XTS main q2'), ['4k randread QD32', '4k randread QD128', '4k randwrite QD32'])
+  t.deepEqual(again.get('MemoryBackend q2'), ['4k randread QD32', '4k randwrite QD32'])
+  t.false(again.has('S3Backend q2'))
+  t.false(again.has('null_blk'))
+  for (const [, cases] of again) for (const c of cases) t.true(QUICK_CASES.some((q) => q.name === c), `${c} is a quick case`)
+  t.is(GOALS.length, goals(run).length)
 })
 
 test('the Markdown table lists every target and case, the conditions and the failures', (t) => {
