@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { join, relative, resolve } from 'node:path'
+import { goalRounds } from './env'
 import { render } from './report'
 
 const root = resolve(__dirname, '..')
@@ -38,6 +39,12 @@ export function updateReadme(readme: string, md: string): string {
 }
 
 function main(): void {
+  try {
+    goalRounds(process.env.UBLK_BENCH_GOAL_ROUNDS) // before booting the guest
+  } catch (e) {
+    console.error(`bench: ${(e as Error).message}`)
+    process.exit(2)
+  }
   ensureBuilt()
   const direct = hasUblkHere()
   const kernel = process.env.UBLK_VM_KERNEL ?? '7'

@@ -12,6 +12,7 @@ import { sh } from '../__test__/support/process'
 import { runDispatchBenchmark } from './dispatch'
 import { roundCases } from './goals'
 import { QUICK_TARGETS, TARGETS, threadCpuNs, totalNs, type Target } from './targets'
+import { goalRounds, onlyTargets } from './env'
 import { measureS3, S3_TARGET, stopCephStore } from './s3'
 import type { BenchRun, BenchResult, ThreadCpuNs } from './types'
 
@@ -24,7 +25,7 @@ const RAMP = 1
 /** Requests per figure of the in-boot dispatch measurement (bench/dispatch.ts). */
 const DISPATCH_REQUESTS = quick ? 5000 : 20_000
 /** Goal rounds after the main pass (UBLK_BENCH_GOAL_ROUNDS; 0: none). */
-const GOAL_ROUNDS = Number(process.env.UBLK_BENCH_GOAL_ROUNDS ?? 2)
+const GOAL_ROUNDS = goalRounds(process.env.UBLK_BENCH_GOAL_ROUNDS)
 
 /** `after - before` per request, for each kind of thread. */
 function splitPerRequest(before: ThreadCpuNs, after: ThreadCpuNs, requests: number): ThreadCpuNs {
@@ -99,7 +100,10 @@ async function main(): Promise<void> {
   if (!out) throw new Error('usage: bench/run.ts --out=FILE [--quick]')
   for (const mod of ['ublk_drv', 'loop']) await sh('modprobe', [mod]).catch(() => undefined)
   // UBLK_BENCH_ONLY="name,name": just those targets (an A/B of a hot-path change).
-  const only = process.env.UBLK_BENCH_ONLY?.split(',').map((n) => n.trim())
+  const only = onlyTargets(
+    process.env.UBLK_BENCH_ONLY,
+    TARGETS.map((t) => t.name),
+  )
   const targets = TARGETS.filter((t) => (only ? only.includes(t.name) : !quick || QUICK_TARGETS.includes(t.name)))
   const cases = quick ? QUICK_CASES : CASES
   const run: BenchRun = {

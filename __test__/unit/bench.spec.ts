@@ -9,10 +9,11 @@ import { join } from 'node:path'
 import { CASES, jobsFor, QUICK_CASES } from '../../bench/cases'
 import { fioArgs, runFio } from '../../bench/fio'
 import { FLOOR, inWorker, SYNC_NULL } from '../../bench/dispatch-names'
+import { goalRounds, onlyTargets } from '../../bench/env'
 import { updateReadme } from '../../bench/main'
 import { goals, GOALS, median, roundCases } from '../../bench/goals'
 import { toMarkdown, toSvg } from '../../bench/report'
-import { threadCpuNs } from '../../bench/targets'
+import { TARGETS, threadCpuNs } from '../../bench/targets'
 import type { BenchResult, BenchRun } from '../../bench/types'
 
 test('the case matrix is the one the issue asks for', (t) => {
@@ -196,4 +197,22 @@ test('the README section between the markers is replaced, and only that', (t) =>
   const readme = 'intro\n<!-- bench:begin -->\nold\n<!-- bench:end -->\noutro\n'
   t.is(updateReadme(readme, 'new\n'), 'intro\n<!-- bench:begin -->\nnew\n<!-- bench:end -->\noutro\n')
   t.is(updateReadme('no markers', 'new'), 'no markers')
+})
+
+test('UBLK_BENCH_GOAL_ROUNDS: a count from 0 to 20, anything else is refused', (t) => {
+  t.is(goalRounds(undefined), 2)
+  t.is(goalRounds(''), 2)
+  t.is(goalRounds('0'), 0)
+  t.is(goalRounds('3'), 3)
+  for (const bad of ['two', '1.5', '-1', '21', 'NaN']) {
+    t.throws(() => goalRounds(bad), { message: new RegExp(`UBLK_BENCH_GOAL_ROUNDS .* got '${bad}'`) })
+  }
+})
+
+test('UBLK_BENCH_ONLY: names the targets to run and refuses unknown ones', (t) => {
+  const names = TARGETS.map((x) => x.name)
+  t.is(onlyTargets(undefined, names), undefined)
+  t.deepEqual(onlyTargets(` ${names[0]} , ${names[1]}`, names), [names[0], names[1]])
+  const err = t.throws(() => onlyTargets(`${names[0]},nul_blk`, names))
+  t.regex(err.message, /unknown targets: 'nul_blk'; the targets are .*'null_blk'/)
 })
