@@ -2,8 +2,11 @@
 // one ArrayBuffer, set up once per queue, that the queue thread writes
 // requests into and this thread writes completions into. Nothing is
 // allocated per request: requests are read in place, completions written in
-// place, and one native call is made per turn of the event loop only when the
-// queue thread sleeps and must be woken.
+// place, and one native call is made per batch only when the queue thread
+// sleeps and must be woken. What the handlers complete while a notification
+// is served (synchronous handlers) goes out as that notification ends; what
+// they complete later (promises) goes out together in the check phase of the
+// event loop.
 import native from './native'
 
 const {
@@ -53,6 +56,10 @@ export class QueueRing {
   /** Completions that found the ring full, sent by `complete` instead. */
   private overflow: number[] = []
   private flushScheduled = false
+  /** The completion tail as last published. */
+  private publishedTail = 0
+  /** While `drain` serves requests: their completions go out when it ends. */
+  private draining = false
   private rejectedReported = false
   private readonly flushBound = () => this.flush()
 
@@ -78,12 +85,15 @@ export class QueueRing {
     // queue thread has not taken yet: start after them, with the true head.
     this.completionTail = Atomics.load(this.words, RING_COMPLETION_TAIL)
     this.completionHead = Atomics.load(this.words, RING_COMPLETION_HEAD)
+    this.publishedTail = this.completionTail
   }
 
   /**
    * Calls `visit` for every request published since the last call, in
    * order. Call it when notified; it re-arms the notification first, so a
-   * request published meanwhile is notified again, never lost.
+   * request published meanwhile is notified again, never lost. The
+   * completions made while it runs are published (and the queue thread
+   * woken) before it returns.
    */
   drain(visit: RequestVisitor): void {
     const w = this.words
@@ -93,19 +103,28 @@ export class QueueRing {
     // More than `capacity` unread cannot happen (each holds a tag); if it
     // ever did, the oldest entries are overwritten: read the newest.
     if (((tail - pos) >>> 0) > this.capacity) pos = (tail - this.capacity) >>> 0
-    for (; pos !== tail; pos = (pos + 1) >>> 0) {
-      const at = this.requestsAt + (pos & this.mask) * REQUEST_WORDS
-      visit(
-        w[at + REQUEST_IO_ID],
-        w[at + REQUEST_OP_FLAGS],
-        w[at + REQUEST_START_SECTOR_HI] * 0x1_0000_0000 + w[at + REQUEST_START_SECTOR_LO],
-        w[at + REQUEST_NR_SECTORS],
-      )
+    this.draining = true
+    try {
+      for (; pos !== tail; pos = (pos + 1) >>> 0) {
+        const at = this.requestsAt + (pos & this.mask) * REQUEST_WORDS
+        visit(
+          w[at + REQUEST_IO_ID],
+          w[at + REQUEST_OP_FLAGS],
+          w[at + REQUEST_START_SECTOR_HI] * 0x1_0000_0000 + w[at + REQUEST_START_SECTOR_LO],
+          w[at + REQUEST_NR_SECTORS],
+        )
+      }
+    } finally {
+      this.draining = false
     }
     this.cursor = tail
+    this.publish()
   }
 
-  /** Queues the completion of request `id`; all of this turn's go out together. */
+  /**
+   * Queues the completion of request `id`: out when the drain serving it
+   * ends, or else with every other one of this loop turn in its check phase.
+   */
   complete(id: number, result: number): void {
     let tail = this.completionTail
     if (((tail - this.completionHead) >>> 0) >= this.capacity) {
@@ -119,7 +138,7 @@ export class QueueRing {
     } else {
       this.overflow.push(id, result)
     }
-    if (!this.flushScheduled) {
+    if (!this.flushScheduled && !this.draining) {
       this.flushScheduled = true
       // In the check phase of this loop iteration: after every notification
       // the poll phase delivered and their promise jobs.
@@ -127,9 +146,18 @@ export class QueueRing {
     }
   }
 
-  /** Publishes the queued completions, and wakes the queue thread if it waits. */
+  /** The check-phase publication `complete` schedules. */
   private flush(): void {
     this.flushScheduled = false
+    this.publish()
+  }
+
+  /** Publishes the queued completions, and wakes the queue thread if it waits. */
+  private publish(): void {
+    // Nothing new since the last publication (a drain that ended published
+    // it): no store, and no wake-up for nothing.
+    if (this.completionTail === this.publishedTail && this.overflow.length === 0) return
+    this.publishedTail = this.completionTail
     Atomics.store(this.words, RING_COMPLETION_TAIL, this.completionTail)
     if (this.overflow.length > 0) {
       const pairs = Int32Array.from(this.overflow)

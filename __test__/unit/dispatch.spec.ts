@@ -9,6 +9,26 @@ import { NullBackend, UblkError, type RequestContext } from '../../js'
 import { QueueDispatcher } from '../../js/dispatcher'
 import native from '../../js/native'
 
+type SyntheticQueue = InstanceType<typeof native.SyntheticQueue>
+
+/** `queue` as a dispatcher's port, keeping a view of the ring it hands out. */
+function portKeepingRing(queue: SyntheticQueue) {
+  let ring: Int32Array | undefined
+  const port = {
+    queueBuffer: (q: number) => queue.queueBuffer(q),
+    replaceSlot: (q: number, id: number) => queue.replaceSlot(q, id),
+    slotBytes: (q: number) => queue.slotBytes(q),
+    complete: (q: number, pairs: Int32Array) => queue.complete(q, pairs),
+    wake: (q: number) => queue.wake(q),
+    queueRing(q: number) {
+      const buffer = queue.queueRing(q)
+      ring = new Int32Array(buffer)
+      return buffer
+    },
+  }
+  return { port, ring: () => ring! }
+}
+
 test('every request reaches the handler once, with its offset and a 4 KiB view', async (t) => {
   const seen: Array<[number, number, RequestContext]> = []
   const handler = {
@@ -112,21 +132,9 @@ test('the addon drops out-of-range, repeated and stale completions and counts th
   // through the native path: old ones (stale or repeated) and, at times, one
   // the source has not taken yet (which then goes through once). The run
   // still sees each request completed once, with its own result.
-  let ring: Int32Array | undefined
-  const port = {
-    queueBuffer: (q: number) => queue.queueBuffer(q),
-    replaceSlot: (q: number, id: number) => queue.replaceSlot(q, id),
-    slotBytes: (q: number) => queue.slotBytes(q),
-    complete: (q: number, pairs: Int32Array) => queue.complete(q, pairs),
-    wake: (q: number) => queue.wake(q),
-    queueRing(q: number) {
-      const buffer = queue.queueRing(q)
-      ring = new Int32Array(buffer)
-      return buffer
-    },
-  }
+  const { port, ring } = portKeepingRing(queue)
   const replay = () => {
-    const r = ring!
+    const r = ring()
     const at = r[native.RING_COMPLETIONS_AT]
     queue.complete(0, r.slice(at, at + r[native.RING_CAPACITY] * native.COMPLETION_WORDS))
   }
@@ -152,4 +160,42 @@ test('a dispatcher writes no more completions than the ring has room for: the re
   t.is(outcome.error, undefined)
   t.is(outcome.requests, 800)
   t.is(queue.rejectedCompletions(0), 0)
+})
+
+test('synchronous completions are published before the notification returns, later ones soon after', async (t) => {
+  for (const mode of ['sync', 'async'] as const) {
+    const queue = new native.SyntheticQueue(8, 4096)
+    const { port, ring } = portKeepingRing(queue)
+    const handler = {
+      read(buf: Buffer) {
+        buf.fill(0)
+        return mode === 'async' ? Promise.resolve() : undefined
+      },
+    }
+    const dispatcher = new QueueDispatcher(port, 0, handler, { onRequestError: () => {}, requestTimeout: 0 })
+    // After each notification: requests served, and completions published.
+    const seen: Array<[number, number]> = []
+    const outcome = await queue.run(
+      () => {
+        dispatcher.onNotify()
+        seen.push([dispatcher.stats.reads, Atomics.load(ring(), native.RING_COMPLETION_TAIL)])
+      },
+      8,
+      200,
+    )
+    t.is(outcome.error, undefined, mode)
+    t.is(outcome.requests, 200, mode)
+    if (mode === 'sync') {
+      t.true(
+        seen.every(([served, published]) => served === published),
+        `every completion out by the end of its notification: ${JSON.stringify(seen.slice(0, 5))}`,
+      )
+    } else {
+      // A promise settles after the notification: the completions of the
+      // requests it just served cannot be out yet (a notification may find
+      // nothing new when an earlier one already read its requests).
+      const fresh = seen.filter(([served], i) => served > (i > 0 ? seen[i - 1][0] : 0))
+      t.true(fresh.length > 0 && fresh.every(([served, published]) => published < served), JSON.stringify(seen.slice(0, 5)))
+    }
+  }
 })
