@@ -114,11 +114,12 @@ export class QueueRing {
           w[at + REQUEST_NR_SECTORS],
         )
       }
+      this.cursor = tail
     } finally {
+      // Even if a visitor threw: what it completed was never scheduled.
       this.draining = false
+      this.publish()
     }
-    this.cursor = tail
-    this.publish()
   }
 
   /**

@@ -8,6 +8,7 @@ import { ASYNC_NULL } from '../../bench/dispatch-names'
 import { NullBackend, UblkError, type RequestContext } from '../../js'
 import { QueueDispatcher } from '../../js/dispatcher'
 import native from '../../js/native'
+import { QueueRing } from '../../js/ring'
 
 type SyntheticQueue = InstanceType<typeof native.SyntheticQueue>
 
@@ -198,4 +199,32 @@ test('synchronous completions are published before the notification returns, lat
       t.true(fresh.length > 0 && fresh.every(([served, published]) => published < served), JSON.stringify(seen.slice(0, 5)))
     }
   }
+})
+
+test('a visitor that throws does not strand the completions it made', async (t) => {
+  const queue = new native.SyntheticQueue(4, 4096)
+  const { port, ring } = portKeepingRing(queue)
+  const queueRing = new QueueRing(port, 0)
+  const publishedAfterThrow: number[] = []
+  let threw = false
+  const outcome = await queue.run(
+    () => {
+      try {
+        queueRing.drain((id) => {
+          queueRing.complete(id, 4096)
+          if (!threw) {
+            threw = true
+            throw new Error('visitor failed')
+          }
+        })
+      } catch {
+        publishedAfterThrow.push(Atomics.load(ring(), native.RING_COMPLETION_TAIL))
+      }
+    },
+    1,
+    3,
+  )
+  t.deepEqual(publishedAfterThrow, [1], 'the completion made before the throw is out')
+  t.is(outcome.error, undefined)
+  t.is(outcome.requests, 3)
 })
