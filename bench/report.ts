@@ -44,6 +44,17 @@ function splitLines(run: BenchRun): string[] {
   ]
 }
 
+/** How many requests each notification of the JS handlers brought, when the run recorded it. */
+function notificationLines(run: BenchRun): string[] {
+  if (!run.results.some((r) => r.requestsPerNotification !== undefined)) return []
+  return [
+    '**Requests per notification** (JS targets: how much each wake-up of the thread serving a queue brought; `dev.stats()`, ramp included)',
+    '',
+    ...table(run, (r) => (typeof r.requestsPerNotification === 'number' ? r.requestsPerNotification.toFixed(1) : '–')),
+    '',
+  ]
+}
+
 /** What the JS hop costs without a kernel in this boot, against the two-Rust-thread floor. */
 function hopLines(run: BenchRun): string[] {
   const d = run.dispatch
@@ -115,6 +126,7 @@ export function toMarkdown(run: BenchRun, chartFile?: string): string {
     ...table(run, (r) => (r.cpuNsPerRequest === null ? 'kernel' : fmtUs(r.cpuNsPerRequest / 1000))),
     '',
     ...splitLines(run),
+    ...notificationLines(run),
     ...hopLines(run),
     ...s3Lines(run),
     '**Goals**' +

@@ -11,7 +11,7 @@ import { fioArgs, runFio } from './fio'
 import { sh } from '../__test__/support/process'
 import { runDispatchBenchmark } from './dispatch'
 import { roundCases } from './goals'
-import { QUICK_TARGETS, TARGETS, threadCpuNs, totalNs, type Target } from './targets'
+import { QUICK_TARGETS, requestsPerNotification, TARGETS, threadCpuNs, totalNs, type Target } from './targets'
 import { goalRounds, onlyTargets } from './env'
 import { measureS3, S3_TARGET, stopCephStore } from './s3'
 import type { BenchRun, BenchResult, ThreadCpuNs } from './types'
@@ -79,12 +79,21 @@ async function measureTarget(target: Target, cases: FioCase[], run: BenchRun, pa
       try {
         const pid = running.serverPid
         const before = pid ? await threadCpuNs(pid) : undefined
+        const notifiedBefore = await running.notifications?.()
         const f = await runFio(fioArgs(running.path, c, RUNTIME, RAMP))
+        const notifiedAfter = await running.notifications?.()
         const after = pid ? await threadCpuNs(pid) : undefined
         // CPU time spans ramp + runtime; so does this request estimate.
         const requests = f.iops * (f.runtimeSeconds + RAMP)
         const split = before && after ? splitPerRequest(before, after, requests) : null
-        pass.into.push({ target: target.name, case: c.name, ...f, cpuNsPerRequest: split ? totalNs(split) : null, cpuSplitNsPerRequest: split })
+        pass.into.push({
+          target: target.name,
+          case: c.name,
+          ...f,
+          cpuNsPerRequest: split ? totalNs(split) : null,
+          cpuSplitNsPerRequest: split,
+          ...(notifiedBefore && notifiedAfter && { requestsPerNotification: requestsPerNotification(notifiedBefore, notifiedAfter) }),
+        })
         console.log(`${prefix}: ${Math.round(f.iops).toLocaleString('en-US')} IOPS, p50 ${f.p50us.toFixed(0)} µs, p99 ${f.p99us.toFixed(0)} µs`)
       } catch (e) {
         error((e as Error).message, c)

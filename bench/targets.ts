@@ -4,9 +4,9 @@
 // an in-guest Ceph cluster (bench/s3.ts), all in one boot.
 import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { sh, spawnServer } from '../__test__/support/process'
+import { sh, spawnServer, type Server } from '../__test__/support/process'
 import { s3Target, S3_TARGET } from './s3'
-import type { ThreadCpuNs } from './types'
+import type { NotificationCount, ThreadCpuNs } from './types'
 
 export interface RunningTarget {
   path: string
@@ -14,6 +14,8 @@ export interface RunningTarget {
   serverPid?: number
   /** Facts worth recording (e.g. whether the loop device got direct I/O). */
   notes?: string
+  /** The handlers' notifications and the requests they served so far (JS targets only). */
+  notifications?(): Promise<NotificationCount>
   stop(): Promise<void>
 }
 
@@ -43,12 +45,24 @@ function ours(name: string, backend: Backend, queues: number, description: strin
       return {
         path: server.path,
         serverPid: server.proc.pid,
+        ...(backend !== 'rust-null' && { notifications: () => askStats(server) }),
         async stop() {
           await server.stop()
         },
       }
     },
   }
+}
+
+/** Asks a bench/serve.js server for its `stats` line (SIGUSR2) and waits for it. */
+async function askStats(server: Server, timeoutMs = 5000): Promise<NotificationCount> {
+  const from = server.output().length
+  server.proc.kill('SIGUSR2')
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; await new Promise((r) => setTimeout(r, 10))) {
+    const line = /^stats (\{.*\})$/m.exec(server.output().slice(from))
+    if (line) return JSON.parse(line[1]) as NotificationCount
+  }
+  throw new Error(`the server printed no stats within ${timeoutMs} ms`)
 }
 
 const nullBlk: Target = {
@@ -167,3 +181,9 @@ export async function threadCpuNs(pid: number): Promise<ThreadCpuNs> {
 
 /** All of a split. */
 export const totalNs = (s: ThreadCpuNs) => s.queueThreads + s.mainThread + s.otherThreads
+
+/** Requests per notification between two counts; null if there was none. */
+export function requestsPerNotification(before: NotificationCount, after: NotificationCount): number | null {
+  const notifications = after.notifications - before.notifications
+  return notifications > 0 ? (after.requests - before.requests) / notifications : null
+}

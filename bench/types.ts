@@ -12,6 +12,14 @@ export interface ThreadCpuNs {
   otherThreads: number
 }
 
+/** A JS target's `dev.stats()`, summed over its queues (bench/serve.js). */
+export interface NotificationCount {
+  /** Times the queue threads notified the handlers. */
+  notifications: number
+  /** Requests the handlers were given. */
+  requests: number
+}
+
 export interface BenchResult {
   target: string
   case: string
@@ -27,6 +35,12 @@ export interface BenchResult {
   cpuNsPerRequest: number | null
   /** The same, split by thread, summing to it (absent in runs before 2026-12-03; null for in-kernel targets). */
   cpuSplitNsPerRequest?: ThreadCpuNs | null
+  /**
+   * Requests per notification of the handlers during the case, ramp included:
+   * how much each wake-up of the JS thread brought (JS targets only; absent
+   * in runs before 2026-12-04).
+   */
+  requestsPerNotification?: number | null
 }
 
 export interface BenchRun {

@@ -13,7 +13,7 @@ import { goalRounds, onlyTargets } from '../../bench/env'
 import { updateReadme } from '../../bench/main'
 import { goals, GOALS, median, roundCases } from '../../bench/goals'
 import { toMarkdown, toSvg } from '../../bench/report'
-import { TARGETS, threadCpuNs } from '../../bench/targets'
+import { requestsPerNotification, TARGETS, threadCpuNs } from '../../bench/targets'
 import type { BenchResult, BenchRun } from '../../bench/types'
 
 test('the case matrix is the one the issue asks for', (t) => {
@@ -170,6 +170,24 @@ test('the report splits server CPU by thread and sets the JS hop against its flo
   // A run recorded before either existed renders without them.
   const older = toMarkdown({ ...run, dispatch: undefined })
   t.notRegex(older, /by thread|JS hop in this boot/)
+})
+
+test('the report shows requests per notification where the run recorded them', (t) => {
+  const withCounts: BenchRun = {
+    ...run,
+    results: run.results.map((r) =>
+      r.target === 'NullBackend q2' ? { ...r, requestsPerNotification: 11.25 } : r.target === 'Rust null q2' ? { ...r, requestsPerNotification: null } : r,
+    ),
+  }
+  const md = toMarkdown(withCounts)
+  t.regex(md, /\*\*Requests per notification\*\*/)
+  t.regex(md, /\| 4k randread QD128 \| 11\.3 \| – \| – \| – \| – \|/)
+  t.notRegex(toMarkdown(run), /Requests per notification/, 'a run recorded before the counts existed renders without them')
+})
+
+test('requests per notification: the requests served between two counts over the notifications between them', (t) => {
+  t.is(requestsPerNotification({ notifications: 10, requests: 100 }, { notifications: 30, requests: 340 }), 12)
+  t.is(requestsPerNotification({ notifications: 5, requests: 9 }, { notifications: 5, requests: 9 }), null, 'no notification: no figure')
 })
 
 test('server CPU is read per thread from the scheduler: a busy main thread shows as such', async (t) => {
