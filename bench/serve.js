@@ -2,13 +2,14 @@
 //   node bench/serve.js <null|memory|rust-null|null-workers|xts-main|xts-workers|s3> <queues> <size in bytes>
 // s3 takes S3_ENDPOINT, S3_BUCKET, UBLK_BENCH_S3_PREFIX and UBLK_BENCH_S3_CACHE (bytes) from the
 // environment (bench/s3.ts sets them), and the credentials the AWS way.
-// Prints the device path once it is live, and on SIGUSR2 one line
-// `stats {"notifications":N,"requests":M}`: the handlers' notifications and
-// the requests they served so far, over all queues (bench/targets.ts reads it
-// around each case). Uses the built package (dist/).
+// Prints the device path once it is live. For each line `stats` on its stdin
+// it prints one line `stats {"notifications":N,"requests":M}`: the handlers'
+// notifications and the requests they were given so far, over all queues
+// (bench/targets.ts asks around each case). Uses the built package (dist/).
 'use strict'
 const { randomBytes } = require('node:crypto')
 const { join } = require('node:path')
+const { createInterface } = require('node:readline')
 const { createDevice, NullBackend, MemoryBackend, S3Backend } = require('../dist')
 
 const [backend, queues, size] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4])]
@@ -36,7 +37,8 @@ const handler = backend === 's3' ? s3() : Promise.resolve(options.handler)
 handler.then((h) => createDevice({ ...options, handler: h })).then(
   (dev) => {
     process.stdout.write(`${dev.path}\n`)
-    process.on('SIGUSR2', () => {
+    createInterface({ input: process.stdin }).on('line', (line) => {
+      if (line.trim() !== 'stats') return
       const total = (pick) => dev.stats().reduce((sum, q) => sum + pick(q), 0)
       const notifications = total((q) => q.notifications)
       const requests = total((q) => q.reads + q.writes + q.flushes + q.discards + q.writeZeroes + q.other)

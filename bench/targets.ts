@@ -41,7 +41,7 @@ function ours(name: string, backend: Backend, queues: number, description: strin
     description,
     keepsData: backend === 'memory' || backend.startsWith('xts'),
     async start(sizeBytes) {
-      const server = await spawnServer([join(__dirname, 'serve.js'), backend, String(queues), String(sizeBytes)])
+      const server = await spawnServer([join(__dirname, 'serve.js'), backend, String(queues), String(sizeBytes)], { stdin: true })
       return {
         path: server.path,
         serverPid: server.proc.pid,
@@ -54,15 +54,18 @@ function ours(name: string, backend: Backend, queues: number, description: strin
   }
 }
 
-/** Asks a bench/serve.js server for its `stats` line (SIGUSR2) and waits for it. */
-async function askStats(server: Server, timeoutMs = 5000): Promise<NotificationCount> {
+/** Asks a bench/serve.js server for its `stats` line (a `stats` line on its stdin) and waits for it. */
+async function askStats(server: Server, timeoutMs = 30_000): Promise<NotificationCount> {
   const from = server.output().length
-  server.proc.kill('SIGUSR2')
+  server.proc.stdin!.write('stats\n')
   for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; await new Promise((r) => setTimeout(r, 10))) {
     const line = /^stats (\{.*\})$/m.exec(server.output().slice(from))
     if (line) return JSON.parse(line[1]) as NotificationCount
+    if (server.proc.exitCode !== null || server.proc.signalCode !== null) {
+      throw new Error(`the server exited (${server.proc.exitCode ?? server.proc.signalCode}) before it printed its stats`)
+    }
   }
-  throw new Error(`the server printed no stats within ${timeoutMs} ms`)
+  throw new Error(`the server printed no stats within ${timeoutMs} ms; it printed: ${JSON.stringify(server.output().slice(from))}`)
 }
 
 const nullBlk: Target = {
