@@ -11,6 +11,7 @@ const { randomBytes } = require('node:crypto')
 const { join } = require('node:path')
 const { createInterface } = require('node:readline')
 const { createDevice, NullBackend, MemoryBackend, S3Backend } = require('../dist')
+const { requestsOf } = require('../dist/stats')
 
 const [backend, queues, size] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4])]
 const options = { size, queues, queueDepth: 128 }
@@ -41,7 +42,7 @@ handler.then((h) => createDevice({ ...options, handler: h })).then(
       if (line.trim() !== 'stats') return
       const total = (pick) => dev.stats().reduce((sum, q) => sum + pick(q), 0)
       const notifications = total((q) => q.notifications)
-      const requests = total((q) => q.reads + q.writes + q.flushes + q.discards + q.writeZeroes + q.other)
+      const requests = total(requestsOf)
       process.stdout.write(`stats ${JSON.stringify({ notifications, requests })}\n`)
     })
   },

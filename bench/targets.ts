@@ -2,6 +2,7 @@
 // null handler), the kernel's own ceilings (null_blk, a loop device over
 // tmpfs with direct I/O), NBD (nbdkit's memory plugin) and the S3 backend on
 // an in-guest Ceph cluster (bench/s3.ts), all in one boot.
+import { once } from 'node:events'
 import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { sh, spawnServer, type Server } from '../__test__/support/process'
@@ -57,15 +58,21 @@ function ours(name: string, backend: Backend, queues: number, description: strin
 /** Asks a bench/serve.js server for its `stats` line (a `stats` line on its stdin) and waits for it. */
 async function askStats(server: Server, timeoutMs = 30_000): Promise<NotificationCount> {
   const from = server.output().length
+  const answered = () => /^stats (\{.*\})$/m.exec(server.output().slice(from))
   server.proc.stdin!.write('stats\n')
-  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; await new Promise((r) => setTimeout(r, 10))) {
-    const line = /^stats (\{.*\})$/m.exec(server.output().slice(from))
-    if (line) return JSON.parse(line[1]) as NotificationCount
-    if (server.proc.exitCode !== null || server.proc.signalCode !== null) {
-      throw new Error(`the server exited (${server.proc.exitCode ?? server.proc.signalCode}) before it printed its stats`)
-    }
+  const timeout = AbortSignal.timeout(timeoutMs)
+  let line = answered()
+  while (!line) {
+    // The next output, the server's exit, or the timeout; spawnServer's own listener has the output by then.
+    const next = await Promise.race([once(server.proc.stdout!, 'data', { signal: timeout }).then(() => 'data'), server.exited().then(() => 'exited')]).catch(
+      () => 'timeout',
+    )
+    line = answered()
+    if (line) break
+    if (next === 'exited') throw new Error(`the server exited (${server.proc.exitCode ?? server.proc.signalCode}) before it printed its stats`)
+    if (next === 'timeout') throw new Error(`the server printed no stats within ${timeoutMs} ms; it printed: ${JSON.stringify(server.output().slice(from))}`)
   }
-  throw new Error(`the server printed no stats within ${timeoutMs} ms; it printed: ${JSON.stringify(server.output().slice(from))}`)
+  return JSON.parse(line[1]) as NotificationCount
 }
 
 const nullBlk: Target = {

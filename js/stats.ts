@@ -65,6 +65,14 @@ export const COUNTER_FIELDS = [
 
 export type CounterField = (typeof COUNTER_FIELDS)[number]
 
+/** The counters of requests by op: each request counts in exactly one. */
+export const OP_COUNTERS = ['reads', 'writes', 'flushes', 'discards', 'writeZeroes', 'other'] as const satisfies ReadonlyArray<CounterField>
+
+/** Requests the handlers were given, of every op. */
+export function requestsOf(s: QueueStats): number {
+  return OP_COUNTERS.reduce((sum, f) => sum + s[f], 0)
+}
+
 /** Each counter's index in a counters array. */
 export const C = Object.fromEntries(COUNTER_FIELDS.map((f, i) => [f, i])) as Record<CounterField, number>
 
