@@ -118,16 +118,26 @@ export interface Goal {
   met: boolean | undefined
   /** The ratio in each round that measured both sides. */
   rounds: number[]
+  /** A ratio goal's sides in the round whose ratio is the verdict's (or nearest it): where to look for why. */
+  sides?: GoalSides
 }
 
-/** The ratio of one goal in one round's results; undefined if a side is missing. */
-function ratioIn(g: RatioGoal, results: BenchResult[]): number | undefined {
-  const figure = (target: string) => results.find((r) => r.target === target && r.case === g.case)?.[g.metric]
-  const sides = g.best.map(figure).filter((x): x is number => x !== undefined && x > 0)
-  const against = figure(g.against)
-  if (!sides.length || !against) return undefined
-  const best = g.metric === 'iops' ? Math.max(...sides) : Math.min(...sides)
-  return best / against
+/** The two sides of a ratio goal in one round: `round` 0 is the main pass, n the n-th goal round. */
+export interface GoalSides {
+  round: number
+  best: BenchResult
+  against: BenchResult
+}
+
+/** One goal's sides in one round's results, and their ratio; undefined if a side is missing. */
+function ratioIn(g: RatioGoal, results: BenchResult[]): { ratio: number; best: BenchResult; against: BenchResult } | undefined {
+  const result = (target: string) => results.find((r) => r.target === target && r.case === g.case && r[g.metric] > 0)
+  const candidates = g.best.map(result).filter((r): r is BenchResult => r !== undefined)
+  const against = result(g.against)
+  if (!candidates.length || !against) return undefined
+  const better = (a: BenchResult, b: BenchResult) => (g.metric === 'iops' ? a.iops >= b.iops : a.p50us <= b.p50us)
+  const best = candidates.reduce((a, b) => (better(a, b) ? a : b))
+  return { ratio: best[g.metric] / against[g.metric], best, against }
 }
 
 export function median(xs: number[]): number {
@@ -140,14 +150,15 @@ export function median(xs: number[]): number {
 export function goals(run: BenchRun): Goal[] {
   const rounds = [run.results, ...(run.goalRounds ?? [])]
   return GOALS.map((g) => {
-    const samples = isRatio(g)
-      ? rounds.map((results) => ratioIn(g, results)).filter((x): x is number => x !== undefined)
-      : [g.value(run)].filter((x): x is number => x !== undefined)
+    const measured = isRatio(g) ? rounds.map((results, round) => ({ round, ...ratioIn(g, results) })).filter((x) => x.ratio !== undefined) : []
+    const samples = isRatio(g) ? measured.map((x) => x.ratio!) : [g.value(run)].filter((x): x is number => x !== undefined)
     const fmt = (r: number) => (g.show === 'percent' ? `${(r * 100).toFixed(0)}%` : `${r.toFixed(2)}x`)
     if (!samples.length) return { text: g.text, value: 'not measured', met: undefined, rounds: [] }
     const m = median(samples)
     const met = isRatio(g) ? (g.metric === 'iops' ? m >= g.bound : m <= g.bound) : m >= g.atLeast
     const value = samples.length > 1 ? `${fmt(m)} (median of ${samples.length} rounds: ${samples.map(fmt).join(', ')})` : fmt(m)
-    return { text: g.text, value, met, rounds: samples }
+    const nearest = measured.reduce<(typeof measured)[number] | undefined>((a, b) => (a && Math.abs(a.ratio! - m) <= Math.abs(b.ratio! - m) ? a : b), undefined)
+    const sides = isRatio(g) && nearest ? { round: nearest.round, best: nearest.best!, against: nearest.against! } : undefined
+    return { text: g.text, value, met, rounds: samples, ...(sides && { sides }) }
   })
 }

@@ -3,6 +3,7 @@
 //   node --import tsx bench/report.ts bench/results/<run>.json
 import { readFileSync, writeFileSync } from 'node:fs'
 import { FLOOR, inWorker, SYNC_NULL } from './dispatch-names'
+import { accountingLines } from './accounting'
 import { goals } from './goals'
 import type { BenchResult, BenchRun } from './types'
 
@@ -108,6 +109,7 @@ export function conditions(run: BenchRun): string {
 }
 
 export function toMarkdown(run: BenchRun, chartFile?: string): string {
+  const evaluated = goals(run)
   const lines = [
     `### ${run.mode === 'quick' ? 'Quick run' : 'Full run'}, ${run.date.slice(0, 10)}`,
     '',
@@ -134,7 +136,8 @@ export function toMarkdown(run: BenchRun, chartFile?: string): string {
         ? ` (each compared pair measured again in ${run.goalRounds.length} more round${run.goalRounds.length > 1 ? 's' : ''} of the same boot, in alternating order; the verdict is the median ratio)`
         : ''),
     '',
-    ...goals(run).map((g) => `- ${g.met === undefined ? '–' : g.met ? 'met' : '**missed**'}: ${g.text}: ${g.value}`),
+    ...evaluated.map((g) => `- ${g.met === undefined ? '–' : g.met ? 'met' : '**missed**'}: ${g.text}: ${g.value}`),
+    ...accountingLines(evaluated),
   ]
   const notes = run.targets.filter((t) => t.notes).map((t) => `${t.name}: ${t.notes}`)
   if (notes.length) lines.push('', `Notes: ${notes.join('; ')}.`)

@@ -11,10 +11,11 @@ import { fioArgs, runFio } from './fio'
 import { sh } from '../__test__/support/process'
 import { runDispatchBenchmark } from './dispatch'
 import { roundCases } from './goals'
-import { QUICK_TARGETS, requestsPerNotification, TARGETS, threadCpuNs, totalNs, type Target } from './targets'
+import { QUICK_TARGETS, requestsPerNotification, TARGETS, type Target } from './targets'
+import { accountingOf, perRequest, sampleWindow, threadCpuNs, totalOf } from './sched'
 import { goalRounds, onlyTargets } from './env'
 import { measureS3, S3_TARGET, stopCephStore } from './s3'
-import type { BenchRun, BenchResult, ThreadCpuNs } from './types'
+import type { BenchRun, BenchResult } from './types'
 
 const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3)
 const quick = process.argv.includes('--quick')
@@ -27,11 +28,13 @@ const DISPATCH_REQUESTS = quick ? 5000 : 20_000
 /** Goal rounds after the main pass (UBLK_BENCH_GOAL_ROUNDS; 0: none). */
 const GOAL_ROUNDS = goalRounds(process.env.UBLK_BENCH_GOAL_ROUNDS)
 
-/** `after - before` per request, for each kind of thread. */
-function splitPerRequest(before: ThreadCpuNs, after: ThreadCpuNs, requests: number): ThreadCpuNs {
-  const per = (k: keyof ThreadCpuNs) => Math.max(0, after[k] - before[k]) / requests
-  return { queueThreads: per('queueThreads'), mainThread: per('mainThread'), otherThreads: per('otherThreads') }
-}
+/**
+ * The steady-state window of a case (bench/sched.ts): from 1 s after the
+ * ramp (fio's start-up under emulation takes up to about that) to 0.5 s
+ * before fio's run would end.
+ */
+const WINDOW_START_MS = (RAMP + 1) * 1000
+const WINDOW_MS = (RUNTIME - 1.5) * 1000
 
 function version(cmd: string, args: string[]): string {
   try {
@@ -80,19 +83,23 @@ async function measureTarget(target: Target, cases: FioCase[], run: BenchRun, pa
         const pid = running.serverPid
         const before = pid ? await threadCpuNs(pid) : undefined
         const notifiedBefore = await running.notifications?.()
-        const f = await runFio(fioArgs(running.path, c, RUNTIME, RAMP))
+        let fioRunning = true
+        const fio = runFio(fioArgs(running.path, c, RUNTIME, RAMP)).finally(() => (fioRunning = false))
+        const window = sampleWindow(pid, WINDOW_START_MS, WINDOW_MS, () => fioRunning)
+        const [f, sample] = await Promise.all([fio, window])
         const notifiedAfter = await running.notifications?.()
         const after = pid ? await threadCpuNs(pid) : undefined
         // CPU time spans ramp + runtime; so does this request estimate.
         const requests = f.iops * (f.runtimeSeconds + RAMP)
-        const split = before && after ? splitPerRequest(before, after, requests) : null
+        const split = before && after ? perRequest(before, after, requests) : null
         pass.into.push({
           target: target.name,
           case: c.name,
           ...f,
-          cpuNsPerRequest: split ? totalNs(split) : null,
+          cpuNsPerRequest: split ? totalOf(split) : null,
           cpuSplitNsPerRequest: split,
           ...(notifiedBefore && notifiedAfter && { requestsPerNotification: requestsPerNotification(notifiedBefore, notifiedAfter) }),
+          accounting: sample ? accountingOf(sample, f.iops) : null,
         })
         console.log(`${prefix}: ${Math.round(f.iops).toLocaleString('en-US')} IOPS, p50 ${f.p50us.toFixed(0)} µs, p99 ${f.p99us.toFixed(0)} µs`)
       } catch (e) {

@@ -3,11 +3,11 @@
 // tmpfs with direct I/O), NBD (nbdkit's memory plugin) and the S3 backend on
 // an in-guest Ceph cluster (bench/s3.ts), all in one boot.
 import { once } from 'node:events'
-import { readdir, readFile } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { sh, spawnServer, type Server } from '../__test__/support/process'
 import { s3Target, S3_TARGET } from './s3'
-import type { NotificationCount, ThreadCpuNs } from './types'
+import type { NotificationCount } from './types'
 
 export interface RunningTarget {
   path: string
@@ -166,31 +166,6 @@ export const QUICK_TARGETS = [
   'NBD (nbdkit memory)',
   S3_TARGET,
 ]
-
-/**
- * The CPU time of each live thread of `pid` so far, summed by kind: the
- * scheduler's own run time (`/proc/<pid>/task/<tid>/schedstat`, in ns), not
- * the tick-sampled utime/stime of `stat`, which at low rates charges whole
- * 4 ms ticks to whichever thread they land on. A thread that ended (a
- * replaced worker) is missing.
- */
-export async function threadCpuNs(pid: number): Promise<ThreadCpuNs> {
-  const split: ThreadCpuNs = { queueThreads: 0, mainThread: 0, otherThreads: 0 }
-  const tids = await readdir(`/proc/${pid}/task`).catch(() => [] as string[])
-  for (const tid of tids) {
-    const dir = `/proc/${pid}/task/${tid}`
-    const [comm, schedstat] = await Promise.all([readFile(`${dir}/comm`, 'utf8'), readFile(`${dir}/schedstat`, 'utf8')]).catch(() => [])
-    if (comm === undefined || schedstat === undefined) continue
-    const ns = Number(schedstat.split(' ')[0])
-    if (/^ublk\d+q\d+$/.test(comm.trim())) split.queueThreads += ns
-    else if (tid === String(pid)) split.mainThread += ns
-    else split.otherThreads += ns
-  }
-  return split
-}
-
-/** All of a split. */
-export const totalNs = (s: ThreadCpuNs) => s.queueThreads + s.mainThread + s.otherThreads
 
 /** Requests per notification between two counts; null if there was none. */
 export function requestsPerNotification(before: NotificationCount, after: NotificationCount): number | null {

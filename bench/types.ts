@@ -2,8 +2,8 @@
 import type { DispatchFigure } from './dispatch'
 import type { S3Figures } from './s3'
 
-/** Where a server's CPU time went, in ns, by kind of thread (scheduler run time). */
-export interface ThreadCpuNs {
+/** A figure of a server's threads, by kind of thread (bench/sched.ts). */
+export interface ByThread {
   /** The queue threads (`ublk<dev>q<queue>`): the Rust IO loops. */
   queueThreads: number
   /** The main JavaScript thread (its tid is the pid). */
@@ -20,6 +20,25 @@ export interface NotificationCount {
   requests: number
 }
 
+/**
+ * Where the time goes per request, in the steady state of a case: a window
+ * inside fio's run (ramp and start-up left out), each figure divided by the
+ * requests fio's rate puts in it (bench/sched.ts).
+ */
+export interface RequestAccounting {
+  windowSeconds: number
+  /** The share of all the machine's CPUs that was busy (`/proc/stat`). */
+  machineBusy: number
+  /** Busy CPU of the whole machine per request, ns: fio, the kernel and the server. */
+  machineCpuNs: number
+  /** The server's threads (null for in-kernel targets): run time, ns. */
+  serverCpuNs: ByThread | null
+  /** Time its threads were runnable but waited for a CPU, ns. */
+  serverWaitNs: ByThread | null
+  /** Times its threads were scheduled in (each a wake-up or a preemption's return). */
+  serverRuns: ByThread | null
+}
+
 export interface BenchResult {
   target: string
   case: string
@@ -34,13 +53,15 @@ export interface BenchResult {
    */
   cpuNsPerRequest: number | null
   /** The same, split by thread, summing to it (absent in runs before 2026-12-03; null for in-kernel targets). */
-  cpuSplitNsPerRequest?: ThreadCpuNs | null
+  cpuSplitNsPerRequest?: ByThread | null
   /**
    * Requests per notification of the handlers during the case, ramp included:
    * how much each wake-up of the JS thread brought (JS targets only; absent
    * in runs before 2026-12-04).
    */
   requestsPerNotification?: number | null
+  /** Where the time went per request (absent in runs before 2026-12-04; null if the window outlived fio). */
+  accounting?: RequestAccounting | null
 }
 
 export interface BenchRun {

@@ -13,7 +13,8 @@ import { goalRounds, onlyTargets } from '../../bench/env'
 import { updateReadme } from '../../bench/main'
 import { goals, GOALS, median, roundCases } from '../../bench/goals'
 import { toMarkdown, toSvg } from '../../bench/report'
-import { requestsPerNotification, TARGETS, threadCpuNs } from '../../bench/targets'
+import { accountingOf, parseProcStat, parseSchedstat, threadCpuNs, threadSched } from '../../bench/sched'
+import { requestsPerNotification, TARGETS } from '../../bench/targets'
 import type { BenchResult, BenchRun } from '../../bench/types'
 
 test('the case matrix is the one the issue asks for', (t) => {
@@ -202,6 +203,88 @@ test('server CPU is read per thread from the scheduler: a busy main thread shows
   t.true(split.mainThread >= 300e6, `main thread ${split.mainThread} ns`)
   t.is(split.queueThreads, 0)
   t.deepEqual(await threadCpuNs(2 ** 22 + 12345), { queueThreads: 0, mainThread: 0, otherThreads: 0 }, 'a pid that does not exist')
+  const sched = await threadSched(child.pid!)
+  t.true(sched.runs.mainThread >= 1, `the main thread was scheduled in ${sched.runs.mainThread} times`)
+  t.true(sched.cpuNs.mainThread >= split.mainThread, 'run time only grows')
+})
+
+test('schedstat and /proc/stat are read field by field', (t) => {
+  t.deepEqual(parseSchedstat('946882 12 7\n'), [946882, 12, 7])
+  t.is(parseSchedstat('946882\n'), undefined, 'a truncated line is no figure')
+  const stat = [
+    'cpu  100 5 50 800 40 3 2 0 0 0',
+    'cpu0 50 5 25 400 20 3 1 0 0 0',
+    'cpu1 50 0 25 400 20 0 1 0 0 0',
+    'intr 12345',
+  ].join('\n')
+  t.deepEqual(parseProcStat(stat), { busy: 160, total: 1000, cpus: 2 }, 'busy is all but idle and iowait')
+  t.throws(() => parseProcStat('intr 1'), { message: /no cpu line/ })
+})
+
+test('a window of a case becomes figures per request', (t) => {
+  const zero = { queueThreads: 0, mainThread: 0, otherThreads: 0 }
+  const window = {
+    seconds: 2,
+    machine: { busy: 0.5, cpus: 2 },
+    server: {
+      before: { cpuNs: zero, waitNs: zero, runs: zero },
+      after: {
+        cpuNs: { queueThreads: 200e6, mainThread: 100e6, otherThreads: 0 },
+        waitNs: { queueThreads: 20e6, mainThread: 0, otherThreads: 0 },
+        runs: { queueThreads: 2000, mainThread: 1000, otherThreads: 0 },
+      },
+    },
+  }
+  // 10k IOPS over 2 s: 20k requests; half of 2 CPUs for 2 s is 2 s of CPU.
+  const a = accountingOf(window, 10_000)!
+  t.is(a.machineCpuNs, 100_000)
+  t.is(a.machineBusy, 0.5)
+  t.deepEqual(a.serverCpuNs, { queueThreads: 10_000, mainThread: 5_000, otherThreads: 0 })
+  t.deepEqual(a.serverWaitNs, { queueThreads: 1_000, mainThread: 0, otherThreads: 0 })
+  t.deepEqual(a.serverRuns, { queueThreads: 0.1, mainThread: 0.05, otherThreads: 0 })
+  t.is(accountingOf({ ...window, server: undefined }, 10_000)!.serverCpuNs, null, 'an in-kernel target has no server')
+  t.is(accountingOf(window, 0), null, 'no request, no figure')
+})
+
+test('a missed goal says where the time goes per request, from the round its verdict comes from', (t) => {
+  const accounted = (r: BenchResult, serverUs: number, machineUs: number): BenchResult => ({
+    ...r,
+    accounting: {
+      windowSeconds: 2,
+      machineBusy: 0.97,
+      machineCpuNs: machineUs * 1000,
+      serverCpuNs: { queueThreads: serverUs * 500, mainThread: serverUs * 500, otherThreads: 0 },
+      serverWaitNs: { queueThreads: 3000, mainThread: 4000, otherThreads: 0 },
+      serverRuns: { queueThreads: 0.1, mainThread: 0.12, otherThreads: 0 },
+    },
+  })
+  const rounds: BenchRun = {
+    ...run,
+    goalRounds: [
+      [accounted(result('NullBackend q2', '4k randread QD128', 50_000), 60, 200), accounted(result('Rust null q2', '4k randread QD128', 100_000), 20, 100)],
+      [
+        accounted({ ...result('NullBackend workers q2', '4k randread QD128', 70_000), requestsPerNotification: 41 }, 40, 150),
+        accounted(result('Rust null q2', '4k randread QD128', 100_000), 20, 100),
+      ],
+    ],
+  }
+  const g = goals(rounds)[1]
+  t.deepEqual(g.rounds, [0.9, 0.5, 0.7])
+  t.false(g.met)
+  t.is(g.sides!.round, 2, 'the round whose ratio is the median')
+  t.is(g.sides!.best.target, 'NullBackend workers q2', 'and its best mode')
+  t.notRegex(toMarkdown(run), /Where the time goes/, 'a run without accounting has nothing to say')
+  const section = toMarkdown(rounds).split('**Where the time goes')[1] ?? ''
+  t.regex(section, /\*NullBackend \(best of main thread and workers\) vs the Rust null handler, 4k randread QD128, 2 queues: at least 85%\* \(goal round 2\)/)
+  t.regex(section, /\| per request \| NullBackend workers q2 \| Rust null q2 \|/)
+  t.regex(section, /\| IOPS \| 70\.0k \| 100\.0k \|/)
+  t.regex(section, /\| busy CPU of the whole guest per request, µs \(share of its CPUs busy\) \| 150 \(97%\) \| 100 \(97%\) \|/)
+  t.regex(section, /\| of it the server, µs: queue threads \/ main thread \/ other threads \| 20\.0 \/ 20\.0 \/ 0\.0 \| 10\.0 \/ 10\.0 \/ 0\.0 \|/)
+  t.regex(section, /\| of it everything else .* \| 110 \| 80\.0 \|/)
+  t.regex(section, /\| times the server's threads were scheduled in, per request \| 0\.10 \/ 0\.12 \/ 0\.00 \|/)
+  t.regex(section, /\| time they waited for a CPU, µs per request \| 3\.0 \/ 4\.0 \/ 0\.0 \|/)
+  t.regex(section, /\| requests per notification of the JS handlers \| 41\.0 \| – \|/)
+  t.notRegex(section, /XTS|MemoryBackend \(2 queues\)/, 'goals met, or without accounting, have no table')
 })
 
 test('the SVG chart is well-formed and has a bar per target and depth', (t) => {

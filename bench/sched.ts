@@ -1,0 +1,136 @@
+// What the scheduler says about a fio case: the server's threads (CPU, time
+// waiting for a CPU, times scheduled in) and the whole machine's busy CPU.
+// From these the report says where the time goes per request
+// (bench/accounting.ts).
+import { readdir, readFile } from 'node:fs/promises'
+import type { ByThread, RequestAccounting } from './types'
+
+/** A server's threads as the scheduler counts them so far, summed by kind. */
+export interface ThreadSched {
+  /** Run time, ns. */
+  cpuNs: ByThread
+  /** Time runnable but waiting for a CPU, ns. */
+  waitNs: ByThread
+  /** Times scheduled in. */
+  runs: ByThread
+}
+
+const none = (): ByThread => ({ queueThreads: 0, mainThread: 0, otherThreads: 0 })
+
+/** The three fields of `/proc/<pid>/task/<tid>/schedstat`: run ns, wait ns, times run. */
+export function parseSchedstat(text: string): [number, number, number] | undefined {
+  const fields = text.trim().split(/\s+/).map(Number)
+  if (fields.length < 3 || fields.slice(0, 3).some((n) => !Number.isFinite(n))) return undefined
+  return [fields[0], fields[1], fields[2]]
+}
+
+/** Which kind of thread `comm` (tid `tid`) of process `pid` is. */
+export function threadKind(pid: number, tid: string, comm: string): keyof ByThread {
+  if (/^ublk\d+q\d+$/.test(comm.trim())) return 'queueThreads'
+  return tid === String(pid) ? 'mainThread' : 'otherThreads'
+}
+
+/**
+ * The scheduler's counts for each live thread of `pid` so far, summed by
+ * kind: its own run time (`schedstat`, in ns), not the tick-sampled
+ * utime/stime of `stat`, which at low rates charges whole 4 ms ticks to
+ * whichever thread they land on. A thread that ended (a replaced worker) is
+ * missing; a pid that does not exist reads as all zeros.
+ */
+export async function threadSched(pid: number): Promise<ThreadSched> {
+  const sched: ThreadSched = { cpuNs: none(), waitNs: none(), runs: none() }
+  const tids = await readdir(`/proc/${pid}/task`).catch(() => [] as string[])
+  for (const tid of tids) {
+    const dir = `/proc/${pid}/task/${tid}`
+    const [comm, text] = await Promise.all([readFile(`${dir}/comm`, 'utf8'), readFile(`${dir}/schedstat`, 'utf8')]).catch(() => [])
+    const fields = text === undefined ? undefined : parseSchedstat(text)
+    if (comm === undefined || fields === undefined) continue
+    const kind = threadKind(pid, tid, comm)
+    sched.cpuNs[kind] += fields[0]
+    sched.waitNs[kind] += fields[1]
+    sched.runs[kind] += fields[2]
+  }
+  return sched
+}
+
+/** The CPU time of each kind of thread of `pid` so far, ns. */
+export async function threadCpuNs(pid: number): Promise<ByThread> {
+  return (await threadSched(pid)).cpuNs
+}
+
+/** All of a split. */
+export const totalOf = (s: ByThread) => s.queueThreads + s.mainThread + s.otherThreads
+
+/** `(after - before) / requests` for each kind of thread. */
+export function perRequest(before: ByThread, after: ByThread, requests: number): ByThread {
+  const per = (k: keyof ByThread) => Math.max(0, after[k] - before[k]) / requests
+  return { queueThreads: per('queueThreads'), mainThread: per('mainThread'), otherThreads: per('otherThreads') }
+}
+
+/** The machine's CPU ticks so far (`/proc/stat`'s first line): busy, all of them, and its CPU count. */
+export interface MachineTicks {
+  busy: number
+  total: number
+  cpus: number
+}
+
+/** Parses `/proc/stat`: busy is everything but idle and iowait. */
+export function parseProcStat(text: string): MachineTicks {
+  const lines = text.split('\n')
+  const all = lines.find((l) => l.startsWith('cpu '))
+  if (!all) throw new Error('/proc/stat has no cpu line')
+  // user nice system idle iowait irq softirq steal (guest and guest_nice are within user and nice)
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = all.trim().split(/\s+/).slice(1, 9).map((n) => Number(n) || 0)
+  const busy = user + nice + system + irq + softirq + steal
+  return { busy, total: busy + idle + iowait, cpus: lines.filter((l) => /^cpu\d+ /.test(l)).length }
+}
+
+async function machineTicks(): Promise<MachineTicks> {
+  return parseProcStat(await readFile('/proc/stat', 'utf8'))
+}
+
+/** What one window of a case saw, before it is divided by the requests. */
+export interface WindowSample {
+  seconds: number
+  machine: { busy: number; cpus: number }
+  server?: { before: ThreadSched; after: ThreadSched }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/**
+ * Samples the machine and the server `pid` over a window that opens
+ * `startMs` from now and lasts `lengthMs`: the steady state of a fio run
+ * started now (its ramp and start-up left out). `stillRunning` is asked at
+ * the end: a window that outlived the run is worth nothing (undefined).
+ */
+export async function sampleWindow(pid: number | undefined, startMs: number, lengthMs: number, stillRunning: () => boolean): Promise<WindowSample | undefined> {
+  await sleep(startMs)
+  const [m0, s0] = await Promise.all([machineTicks(), pid ? threadSched(pid) : undefined])
+  const t0 = process.hrtime.bigint()
+  await sleep(lengthMs)
+  const [m1, s1] = await Promise.all([machineTicks(), pid ? threadSched(pid) : undefined])
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9
+  if (!stillRunning()) return undefined
+  const total = m1.total - m0.total
+  return {
+    seconds,
+    machine: { busy: total > 0 ? (m1.busy - m0.busy) / total : 0, cpus: m1.cpus },
+    ...(s0 && s1 && { server: { before: s0, after: s1 } }),
+  }
+}
+
+/** A window's figures per request, at `iops` (the rate fio measured over the whole case). */
+export function accountingOf(w: WindowSample, iops: number): RequestAccounting | null {
+  const requests = iops * w.seconds
+  if (!(requests > 0)) return null
+  const s = w.server
+  return {
+    windowSeconds: w.seconds,
+    machineBusy: w.machine.busy,
+    machineCpuNs: (w.machine.busy * w.machine.cpus * w.seconds * 1e9) / requests,
+    serverCpuNs: s ? perRequest(s.before.cpuNs, s.after.cpuNs, requests) : null,
+    serverWaitNs: s ? perRequest(s.before.waitNs, s.after.waitNs, requests) : null,
+    serverRuns: s ? perRequest(s.before.runs, s.after.runs, requests) : null,
+  }
+}
