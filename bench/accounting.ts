@@ -28,6 +28,13 @@ const ROWS: Row[] = [
   ],
   ['times the server\'s threads were scheduled in, per request', (r) => byThread(r.accounting?.serverRuns, count)],
   ['time they waited for a CPU, µs per request', (r) => byThread(r.accounting?.serverWaitNs, us)],
+  [
+    'interrupts between the guest\'s CPUs per request: rescheduling / function call / TLB shootdown',
+    (r) => {
+      const i = r.accounting?.interrupts
+      return i ? `${count(i.rescheduling)} / ${count(i.functionCall)} / ${count(i.tlbShootdowns)}` : '–'
+    },
+  ],
   ['requests per notification of the JS handlers', (r) => (typeof r.requestsPerNotification === 'number' ? r.requestsPerNotification.toFixed(1) : '–')],
 ]
 
@@ -42,7 +49,7 @@ export function accountingLines(evaluated: Goal[]): string[] {
     '',
     '**Where the time goes per request, for each missed goal** (its two sides in the round its verdict comes from; ' +
       'a window of each case\'s steady state, ramp and start-up left out, divided by the requests fio completed in it; ' +
-      'the server\'s threads from the scheduler\'s `schedstat`, the whole guest from `/proc/stat`)',
+      'the server\'s threads from the scheduler\'s `schedstat`, the whole guest from `/proc/schedstat` and `/proc/interrupts`)',
   ]
   for (const g of missed) {
     const { round, best, against } = g.sides!

@@ -1,9 +1,10 @@
 // What the scheduler says about a fio case: the server's threads (CPU, time
-// waiting for a CPU, times scheduled in) and the whole machine's busy CPU.
+// waiting for a CPU, times scheduled in), the whole machine's busy CPU and
+// the interrupts between its CPUs.
 // From these the report says where the time goes per request
 // (bench/accounting.ts).
 import { readdir, readFile } from 'node:fs/promises'
-import type { ByThread, RequestAccounting } from './types'
+import type { ByThread, CpuInterrupts, RequestAccounting } from './types'
 
 /** A server's threads as the scheduler counts them so far, summed by kind. */
 export interface ThreadSched {
@@ -67,32 +68,71 @@ export function perRequest(before: ByThread, after: ByThread, requests: number):
   return { queueThreads: per('queueThreads'), mainThread: per('mainThread'), otherThreads: per('otherThreads') }
 }
 
-/** The machine's CPU ticks so far (`/proc/stat`'s first line): busy, all of them, and its CPU count. */
-export interface MachineTicks {
-  busy: number
-  total: number
+/** The whole machine's CPU so far: the run time of every task on every CPU, ns, and its CPU count. */
+export interface MachineCpu {
+  runNs: number
   cpus: number
 }
 
-/** Parses `/proc/stat`: busy is everything but idle and iowait. */
-export function parseProcStat(text: string): MachineTicks {
+/**
+ * Parses `/proc/schedstat`: each `cpuN` line's seventh field is the run
+ * time of the tasks on that CPU (idle not counted), in ns, from the same
+ * accounting as each thread's `schedstat`, so the two subtract exactly.
+ */
+export function parseProcSchedstat(text: string): MachineCpu {
+  const cpus = text.split('\n').filter((l) => /^cpu\d+ /.test(l))
+  if (!cpus.length) throw new Error('/proc/schedstat has no cpu line')
+  return { runNs: cpus.reduce((sum, l) => sum + Number(l.trim().split(/\s+/)[7] ?? 0), 0), cpus: cpus.length }
+}
+
+/** USER_HZ, the unit of `/proc/stat`: fixed at 100 by the kernel's ABI. */
+const USER_HZ = 100
+
+/**
+ * Parses `/proc/stat`, for kernels without `/proc/schedstat`: busy is
+ * everything but idle and iowait, in ticks (sampled at each timer tick, so
+ * coarser than the scheduler's own figures).
+ */
+export function parseProcStat(text: string): MachineCpu {
   const lines = text.split('\n')
   const all = lines.find((l) => l.startsWith('cpu '))
   if (!all) throw new Error('/proc/stat has no cpu line')
   // user nice system idle iowait irq softirq steal (guest and guest_nice are within user and nice)
-  const [user, nice, system, idle, iowait, irq, softirq, steal] = all.trim().split(/\s+/).slice(1, 9).map((n) => Number(n) || 0)
+  const [user, nice, system, , , irq, softirq, steal] = all.trim().split(/\s+/).slice(1, 9).map((n) => Number(n) || 0)
   const busy = user + nice + system + irq + softirq + steal
-  return { busy, total: busy + idle + iowait, cpus: lines.filter((l) => /^cpu\d+ /.test(l)).length }
+  return { runNs: (busy * 1e9) / USER_HZ, cpus: lines.filter((l) => /^cpu\d+ /.test(l)).length }
 }
 
-async function machineTicks(): Promise<MachineTicks> {
-  return parseProcStat(await readFile('/proc/stat', 'utf8'))
+async function machineCpu(): Promise<MachineCpu> {
+  const schedstat = await readFile('/proc/schedstat', 'utf8').catch(() => undefined)
+  return schedstat === undefined ? parseProcStat(await readFile('/proc/stat', 'utf8')) : parseProcSchedstat(schedstat)
+}
+
+/** Interrupts between CPUs so far, summed over the CPUs (`/proc/interrupts`). */
+export function parseInterrupts(text: string): CpuInterrupts {
+  const sum = (name: string) => {
+    const line = text.split('\n').find((l) => l.trim().startsWith(`${name}:`))
+    if (!line) return 0
+    let total = 0
+    for (const field of line.trim().split(/\s+/).slice(1)) {
+      if (!/^\d+$/.test(field)) break
+      total += Number(field)
+    }
+    return total
+  }
+  return { rescheduling: sum('RES'), functionCall: sum('CAL'), tlbShootdowns: sum('TLB') }
+}
+
+async function cpuInterrupts(): Promise<CpuInterrupts> {
+  return parseInterrupts(await readFile('/proc/interrupts', 'utf8').catch(() => ''))
 }
 
 /** What one window of a case saw, before it is divided by the requests. */
 export interface WindowSample {
   seconds: number
-  machine: { busy: number; cpus: number }
+  /** The machine's CPU run time and its interrupts between CPUs in the window. */
+  machine: MachineCpu
+  interrupts: CpuInterrupts
   server?: { before: ThreadSched; after: ThreadSched }
 }
 
@@ -106,16 +146,21 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
  */
 export async function sampleWindow(pid: number | undefined, startMs: number, lengthMs: number, stillRunning: () => boolean): Promise<WindowSample | undefined> {
   await sleep(startMs)
-  const [m0, s0] = await Promise.all([machineTicks(), pid ? threadSched(pid) : undefined])
+  const sample = () => Promise.all([machineCpu(), cpuInterrupts(), pid ? threadSched(pid) : undefined])
+  const [m0, i0, s0] = await sample()
   const t0 = process.hrtime.bigint()
   await sleep(lengthMs)
-  const [m1, s1] = await Promise.all([machineTicks(), pid ? threadSched(pid) : undefined])
+  const [m1, i1, s1] = await sample()
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9
   if (!stillRunning()) return undefined
-  const total = m1.total - m0.total
   return {
     seconds,
-    machine: { busy: total > 0 ? (m1.busy - m0.busy) / total : 0, cpus: m1.cpus },
+    machine: { runNs: m1.runNs - m0.runNs, cpus: m1.cpus },
+    interrupts: {
+      rescheduling: i1.rescheduling - i0.rescheduling,
+      functionCall: i1.functionCall - i0.functionCall,
+      tlbShootdowns: i1.tlbShootdowns - i0.tlbShootdowns,
+    },
     ...(s0 && s1 && { server: { before: s0, after: s1 } }),
   }
 }
@@ -125,10 +170,12 @@ export function accountingOf(w: WindowSample, iops: number): RequestAccounting |
   const requests = iops * w.seconds
   if (!(requests > 0)) return null
   const s = w.server
+  const i = w.interrupts
   return {
     windowSeconds: w.seconds,
-    machineBusy: w.machine.busy,
-    machineCpuNs: (w.machine.busy * w.machine.cpus * w.seconds * 1e9) / requests,
+    machineBusy: w.machine.runNs / (w.machine.cpus * w.seconds * 1e9),
+    machineCpuNs: w.machine.runNs / requests,
+    interrupts: { rescheduling: i.rescheduling / requests, functionCall: i.functionCall / requests, tlbShootdowns: i.tlbShootdowns / requests },
     serverCpuNs: s ? perRequest(s.before.cpuNs, s.after.cpuNs, requests) : null,
     serverWaitNs: s ? perRequest(s.before.waitNs, s.after.waitNs, requests) : null,
     serverRuns: s ? perRequest(s.before.runs, s.after.runs, requests) : null,

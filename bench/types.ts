@@ -20,6 +20,16 @@ export interface NotificationCount {
   requests: number
 }
 
+/** Interrupts between CPUs, by kind (`/proc/interrupts`). */
+export interface CpuInterrupts {
+  /** RES: a CPU told to reschedule, mostly to run a task woken from another CPU. */
+  rescheduling: number
+  /** CAL: a function run on another CPU (io_uring task work, remote completions...). */
+  functionCall: number
+  /** TLB: another CPU's TLB flushed for a changed mapping (munmap, mprotect). */
+  tlbShootdowns: number
+}
+
 /**
  * Where the time goes per request, in the steady state of a case: a window
  * inside fio's run (ramp and start-up left out), each figure divided by the
@@ -27,10 +37,12 @@ export interface NotificationCount {
  */
 export interface RequestAccounting {
   windowSeconds: number
-  /** The share of all the machine's CPUs that was busy (`/proc/stat`). */
+  /** The share of all the machine's CPUs that was busy (tasks' run time, `/proc/schedstat`). */
   machineBusy: number
   /** Busy CPU of the whole machine per request, ns: fio, the kernel and the server. */
   machineCpuNs: number
+  /** Interrupts between CPUs per request. */
+  interrupts: CpuInterrupts
   /** The server's threads (null for in-kernel targets): run time, ns. */
   serverCpuNs: ByThread | null
   /** Time its threads were runnable but waited for a CPU, ns. */

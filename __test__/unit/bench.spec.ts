@@ -13,7 +13,7 @@ import { goalRounds, onlyTargets } from '../../bench/env'
 import { updateReadme } from '../../bench/main'
 import { goals, GOALS, median, roundCases } from '../../bench/goals'
 import { toMarkdown, toSvg } from '../../bench/report'
-import { accountingOf, parseProcStat, parseSchedstat, threadCpuNs, threadSched } from '../../bench/sched'
+import { accountingOf, sampleWindow, parseInterrupts, parseProcSchedstat, parseProcStat, parseSchedstat, threadCpuNs, threadSched } from '../../bench/sched'
 import { requestsPerNotification, TARGETS } from '../../bench/targets'
 import type { BenchResult, BenchRun } from '../../bench/types'
 
@@ -208,24 +208,61 @@ test('server CPU is read per thread from the scheduler: a busy main thread shows
   t.true(sched.cpuNs.mainThread >= split.mainThread, 'run time only grows')
 })
 
-test('schedstat and /proc/stat are read field by field', (t) => {
+test('schedstat, /proc/schedstat, /proc/stat and /proc/interrupts are read field by field', (t) => {
   t.deepEqual(parseSchedstat('946882 12 7\n'), [946882, 12, 7])
   t.is(parseSchedstat('946882\n'), undefined, 'a truncated line is no figure')
+  // As a 7.3 guest prints it (version 17); domain lines are not CPUs.
+  const schedstat = ['version 17', 'timestamp 4294893216', 'cpu0 0 0 0 0 0 0 1977946896 965670149 1547', 'domain0 MC 3 0 0', 'cpu1 0 0 0 0 0 0 22053104 1 2'].join('\n')
+  t.deepEqual(parseProcSchedstat(schedstat), { runNs: 2_000_000_000, cpus: 2 })
+  t.throws(() => parseProcSchedstat('version 17'), { message: /no cpu line/ })
   const stat = [
     'cpu  100 5 50 800 40 3 2 0 0 0',
     'cpu0 50 5 25 400 20 3 1 0 0 0',
     'cpu1 50 0 25 400 20 0 1 0 0 0',
     'intr 12345',
   ].join('\n')
-  t.deepEqual(parseProcStat(stat), { busy: 160, total: 1000, cpus: 2 }, 'busy is all but idle and iowait')
+  t.deepEqual(parseProcStat(stat), { runNs: 1.6e9, cpus: 2 }, 'busy is all but idle and iowait, in ticks of 10 ms')
   t.throws(() => parseProcStat('intr 1'), { message: /no cpu line/ })
+  const interrupts = [
+    '            CPU0       CPU1',
+    '   0:         45          0   IO-APIC   2-edge      timer',
+    ' RES:         33         53   Rescheduling interrupts',
+    ' CAL:       2337        470   Function call interrupts',
+    ' TLB:          4          0   TLB shootdowns',
+  ].join('\n')
+  t.deepEqual(parseInterrupts(interrupts), { rescheduling: 86, functionCall: 2807, tlbShootdowns: 4 })
+  t.deepEqual(parseInterrupts(''), { rescheduling: 0, functionCall: 0, tlbShootdowns: 0 }, 'none listed: none counted')
+})
+
+test('a window samples this machine and a live process, and is dropped if the run ended first', async (t) => {
+  // This process spins for the window: its own threads and the machine show it.
+  let spinning = true
+  const spin = async () => {
+    while (spinning) {
+      const until = Date.now() + 5
+      while (Date.now() < until);
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+  }
+  const spun = spin()
+  const w = await sampleWindow(process.pid, 0, 300, () => true)
+  spinning = false
+  await spun
+  t.truthy(w)
+  t.true(w!.seconds >= 0.29, `${w!.seconds} s`)
+  t.is(w!.machine.cpus, (await import('node:os')).cpus().length)
+  t.true(w!.machine.runNs > 0, 'the machine was busy')
+  t.true(w!.server!.after.cpuNs.mainThread - w!.server!.before.cpuNs.mainThread >= 100e6, 'and this main thread ran')
+  t.is(await sampleWindow(undefined, 0, 10, () => false), undefined)
 })
 
 test('a window of a case becomes figures per request', (t) => {
   const zero = { queueThreads: 0, mainThread: 0, otherThreads: 0 }
   const window = {
     seconds: 2,
-    machine: { busy: 0.5, cpus: 2 },
+    // Half of 2 CPUs for 2 s.
+    machine: { runNs: 2e9, cpus: 2 },
+    interrupts: { rescheduling: 10_000, functionCall: 2_000, tlbShootdowns: 0 },
     server: {
       before: { cpuNs: zero, waitNs: zero, runs: zero },
       after: {
@@ -239,6 +276,7 @@ test('a window of a case becomes figures per request', (t) => {
   const a = accountingOf(window, 10_000)!
   t.is(a.machineCpuNs, 100_000)
   t.is(a.machineBusy, 0.5)
+  t.deepEqual(a.interrupts, { rescheduling: 0.5, functionCall: 0.1, tlbShootdowns: 0 })
   t.deepEqual(a.serverCpuNs, { queueThreads: 10_000, mainThread: 5_000, otherThreads: 0 })
   t.deepEqual(a.serverWaitNs, { queueThreads: 1_000, mainThread: 0, otherThreads: 0 })
   t.deepEqual(a.serverRuns, { queueThreads: 0.1, mainThread: 0.05, otherThreads: 0 })
@@ -253,6 +291,7 @@ test('a missed goal says where the time goes per request, from the round its ver
       windowSeconds: 2,
       machineBusy: 0.97,
       machineCpuNs: machineUs * 1000,
+      interrupts: { rescheduling: 1.5, functionCall: 0.25, tlbShootdowns: 0 },
       serverCpuNs: { queueThreads: serverUs * 500, mainThread: serverUs * 500, otherThreads: 0 },
       serverWaitNs: { queueThreads: 3000, mainThread: 4000, otherThreads: 0 },
       serverRuns: { queueThreads: 0.1, mainThread: 0.12, otherThreads: 0 },
@@ -284,6 +323,7 @@ test('a missed goal says where the time goes per request, from the round its ver
   t.regex(section, /\| times the server's threads were scheduled in, per request \| 0\.10 \/ 0\.12 \/ 0\.00 \|/)
   t.regex(section, /\| time they waited for a CPU, µs per request \| 3\.0 \/ 4\.0 \/ 0\.0 \|/)
   t.regex(section, /\| requests per notification of the JS handlers \| 41\.0 \| – \|/)
+  t.regex(section, /\| interrupts between the guest's CPUs per request: rescheduling \/ function call \/ TLB shootdown \| 1\.50 \/ 0\.25 \/ 0\.00 \|/)
   t.notRegex(section, /XTS|MemoryBackend \(2 queues\)/, 'goals met, or without accounting, have no table')
 })
 
