@@ -93,6 +93,13 @@ export declare class NativeDevice {
 /** A worker's hold on the one queue it serves. */
 export declare class QueueAttachment {
   /**
+   * Pins the calling thread (the worker's) to the CPUs its queue's thread
+   * is pinned to, so that the hand-offs between the two stay on one CPU.
+   * Returns whether it did: not if the queue thread is not pinned, or the
+   * kernel refused (a CPU this process may not use).
+   */
+  pinToQueueCpus(queue: number): boolean
+  /**
    * The queue's buffer region as one external ArrayBuffer in this
    * worker's isolate (handed out once per attachment).
    */

@@ -86,6 +86,14 @@ function validRecovery(value: unknown): Recovery {
 export interface WorkerOptions {
   module: string | URL
   data?: unknown
+  /**
+   * Pin each worker thread to the CPU its queue's thread is pinned to (one
+   * CPU per queue, as the C servers serve each queue on one thread); false
+   * leaves the worker to the scheduler. Default true. Nothing is pinned
+   * where the queue threads are not (`UBLK_QUEUE_AFFINITY=0`, or CPUs this
+   * process may not use).
+   */
+  pin?: boolean
 }
 
 const OptionError = {
@@ -138,7 +146,8 @@ function validWorkers(value: unknown): WorkerOptions {
   if (!(typeof w.module === 'string' && w.module !== '') && !(w.module instanceof URL)) {
     throw OptionError.type('workers.module', 'a non-empty string or a URL', w.module)
   }
-  return { module: w.module, data: w.data }
+  if (w.pin !== undefined && typeof w.pin !== 'boolean') throw OptionError.type('workers.pin', 'a boolean', w.pin)
+  return { module: w.module, data: w.data, pin: w.pin ?? true }
 }
 
 /** What a schema entry's bounds and defaults may depend on. */

@@ -2,10 +2,12 @@
 // on 2 queues; the main thread can block on its own device (execSync,
 // spawnSync) without deadlock; a file system works; a module that fails to
 // load leaves no device; a worker that dies mid-IO fails only what it held,
-// is replaced, and the device goes on.
+// is replaced, and the device goes on. Each worker runs on its queue
+// thread's CPU unless told otherwise.
 import test from 'ava'
 import { execFileSync, spawnSync } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { cpus } from 'node:os'
 import { join } from 'node:path'
 import { createDevice } from '../../js'
 import { deviceFor, exec, fioAsync, requireUblkKernel, sh, spawnServer, tempDir, tempImage, tempMountPoint, ublkBlockDevices } from './helpers'
@@ -41,6 +43,44 @@ test('fio crc32c verify on 2 queues served by 2 worker threads', async (t) => {
   t.true(stats.every((q) => q.errors === 0 && q.inFlight === 0 && q.rejectedCompletions === 0))
 })
 
+/** A thread's Cpus_allowed_list, from its /proc status. */
+function allowedCpus(statusPath: string): string {
+  return /^Cpus_allowed_list:\s*(\S+)/m.exec(readFileSync(statusPath, 'utf8'))?.[1] ?? '?'
+}
+
+/** Where each queue's thread of device `id` (of this process) may run. */
+function queueThreadCpus(id: number): Map<number, string> {
+  const byQueue = new Map<number, string>()
+  for (const tid of readdirSync('/proc/self/task')) {
+    const m = new RegExp(`^ublk${id}q(\\d+)$`).exec(readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim())
+    if (m) byQueue.set(Number(m[1]), allowedCpus(`/proc/self/task/${tid}/status`))
+  }
+  return byQueue
+}
+
+/** Reads sector 0 from each CPU in turn (dd under taskset): where each answering worker ran. */
+function workerPlaces(path: string): Array<{ queue: number; cpus: string }> {
+  return cpus().map((_, cpu) => {
+    const out = execFileSync('taskset', ['-c', String(cpu), 'dd', `if=${path}`, 'bs=4k', 'count=1', 'iflag=direct', 'status=none'], { timeout: 60_000 })
+    return JSON.parse(out.toString('latin1').replace(/\0+$/, '')) as { queue: number; cpus: string }
+  })
+}
+
+test('each worker runs on its queue thread\'s CPU; with pin: false where the scheduler puts it', async (t) => {
+  const module = join(__dirname, 'fixtures', 'affinity-handler.js')
+  const pinned = await deviceFor(t, { size: SIZE, queues: 2, workers: { module } })
+  const threads = queueThreadCpus(pinned.id)
+  t.is(threads.size, 2)
+  const places = workerPlaces(pinned.path)
+  for (const { queue, cpus: list } of places) {
+    t.is(list, threads.get(queue) ?? 'no queue thread', `queue ${queue}'s worker runs where its queue thread does`)
+    t.regex(list, /^\d+$/, 'one CPU')
+  }
+  if (cpus().length > 1) t.is(new Set(places.map((p) => p.queue)).size, 2, 'both queues answered')
+  const free = await deviceFor(t, { size: SIZE, queues: 2, workers: { module, pin: false } })
+  for (const { cpus: list } of workerPlaces(free.path)) t.is(list, allowedCpus('/proc/self/status'), 'an unpinned worker may run where the process may')
+})
+
 test('the main thread may block on the device: execSync dd and spawnSync fio complete', async (t) => {
   const dev = await deviceFor(t, { size: SIZE, queues: 2, workers: workers() })
   execFileSync('dd', ['if=/dev/urandom', `of=${dev.path}`, 'bs=1M', 'count=8', 'oflag=direct', 'status=none'], { timeout: 120_000 })
@@ -68,7 +108,9 @@ test('mkfs.ext4, mount, files, umount and fsck in worker mode', async (t) => {
   t.is(await sh('sh', ['-c', `cd ${mnt} && sha256sum f*`]), sums, 'every file reads back intact')
 })
 
-test('a worker module that throws at load rejects createDevice and leaves no device', async (t) => {
+// Serial (ava runs these before the concurrent ones): they check the
+// device list, and a concurrent test's device could take a freed id.
+test.serial('a worker module that throws at load rejects createDevice and leaves no device', async (t) => {
   requireUblkKernel()
   const before = ublkBlockDevices()
   await t.throwsAsync(
@@ -132,7 +174,7 @@ for (const [how, env] of [
   ['SIGTERM', {}],
   ['process.exit()', { UBLK_TEST_EXIT_AFTER_START: '1' }],
 ] as const) {
-  test(`a worker-mode server's devices are deleted on ${how}`, async (t) => {
+  test.serial(`a worker-mode server's devices are deleted on ${how}`, async (t) => {
     requireUblkKernel()
     const server = await spawnServer([join(__dirname, 'fixtures', 'serve.js')], { env: { ...process.env, UBLK_TEST_WORKERS: '1', UBLK_TEST_QUEUES: '2', ...env }, t })
     if (how === 'SIGTERM') {

@@ -40,4 +40,8 @@ test('workers and handler (or rustNullHandler) are exclusive, and the module is 
   await t.throwsAsync(createDevice({ size: 1 << 20, handler: new NullBackend(), workers }), { instanceOf: TypeError, message: /options\.handler/ })
   await t.throwsAsync(createDevice({ size: 1 << 20, rustNullHandler: true, workers }), { instanceOf: TypeError, message: /options\.workers/ })
   await t.throwsAsync(createDevice({ size: 1 << 20, workers: {} as never }), { instanceOf: TypeError, message: /options\.workers\.module/ })
+  await t.throwsAsync(createDevice({ size: 1 << 20, workers: { ...workers, pin: 'yes' as never } }), {
+    instanceOf: TypeError,
+    message: /options\.workers\.pin" property must be a boolean/,
+  })
 })

@@ -26,6 +26,8 @@ async function main(): Promise<void> {
           onRequestError: (err, ctx) => post({ type: 'requestError', error: serializeError(err), ctx }),
           onRejected: (count) => post({ type: 'rejected', count }),
         })
+        // Now that the queue threads run (and are pinned): join this queue's.
+        if (config.pin) attachment.pinToQueueCpus(queue)
       } catch (err) {
         // Without the ring this worker cannot serve: let go of the queue, so
         // that what it was given fails with EIO, and die to be replaced.

@@ -12,6 +12,8 @@ export interface QueueWorkerData {
   module: string
   data: unknown
   requestTimeout: number
+  /** Whether the worker pins its thread to its queue thread's CPU (`WorkerOptions.pin`). */
+  pin: boolean
   /** The queue's counters, shared with the main thread (see stats.ts). */
   counters: Float64Array
 }

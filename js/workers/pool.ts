@@ -71,6 +71,7 @@ export class WorkerPool {
           module,
           data: options.data,
           requestTimeout: geometry.requestTimeout,
+          pin: options.pin ?? true,
           counters,
         }),
     )

@@ -49,6 +49,9 @@ pub struct SuppliedQueue {
 pub struct QueueShared {
     pub buffers: Arc<TagBuffers>,
     pub completions: Arc<CompletionQueue>,
+    /// The CPUs the queue thread is pinned to (empty: unpinned), set before
+    /// it starts; a queue's worker joins them (`pin_to_queue_cpus`).
+    pub cpus: std::sync::OnceLock<Vec<usize>>,
 }
 
 /// The part of a device the JS thread shares with its controller thread.
@@ -387,6 +390,7 @@ fn spawn_queues(
         queues.push(QueueShared {
             buffers: Arc::new(TagBuffers::new(region)),
             completions: Arc::new(CompletionQueue::with_ring(depth, ring)?),
+            cpus: std::sync::OnceLock::new(),
         });
     }
     let queues = shared.set_queues(queues);
@@ -400,6 +404,7 @@ fn spawn_queues(
             Ok(r) if r >= 0 && pin => crate::queue::one_cpu_of(&affinity.to_bits_vec(), info.dev_id, qid),
             _ => Vec::new(),
         };
+        let _ = q.cpus.set(cpus.clone());
         let server = QueueServer {
             qid: qid as u16,
             dev: dev.clone(),

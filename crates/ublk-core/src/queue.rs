@@ -56,10 +56,10 @@ pub fn one_cpu_of(set: &[usize], dev_id: u32, qid: usize) -> Vec<usize> {
 }
 
 /// Pins the calling thread to `cpus` (best effort: a failure, e.g. CPUs
-/// this process may not use, leaves it where it was).
-fn pin_to(cpus: &[usize]) {
+/// this process may not use, leaves it where it was). Returns whether it did.
+pub fn pin_to(cpus: &[usize]) -> bool {
     if cpus.is_empty() {
-        return;
+        return false;
     }
     // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET is called
     // only for CPUs below CPU_SETSIZE, and sched_setaffinity reads the set
@@ -69,7 +69,7 @@ fn pin_to(cpus: &[usize]) {
         for &cpu in cpus.iter().filter(|&&c| c < libc::CPU_SETSIZE as usize) {
             libc::CPU_SET(cpu, &mut set);
         }
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
     }
 }
 
@@ -98,7 +98,7 @@ impl QueueServer {
         // PR_SET_IO_FLUSHER keeps reclaim from waiting on this thread's own IO;
         // it needs CAP_SYS_RESOURCE and its failure is harmless.
         libublk::ctrl::UblkCtrl::init_queue_thread();
-        pin_to(&self.cpus);
+        let _ = pin_to(&self.cpus);
         let queue = match UblkQueue::new(self.qid, &self.dev) {
             Ok(q) => q,
             Err(e) => {

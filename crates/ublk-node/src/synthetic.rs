@@ -65,6 +65,7 @@ impl SyntheticQueue {
         let queue = QueueShared {
             buffers: Arc::new(TagBuffers::new(Arc::new(region))),
             completions: Arc::new(CompletionQueue::new(depth as usize).map_err(core_error)?),
+            cpus: Default::default(),
         };
         Ok(SyntheticQueue {
             queue,
@@ -143,7 +144,11 @@ impl SyntheticQueue {
         if let Some((_, token)) = &self.hub {
             return *token;
         }
-        let queue = QueueShared { buffers: self.queue.buffers.clone(), completions: self.queue.completions.clone() };
+        let queue = QueueShared {
+            buffers: self.queue.buffers.clone(),
+            completions: self.queue.completions.clone(),
+            cpus: Default::default(),
+        };
         let hub = Arc::new(DeviceHub {
             shared: Arc::new(DeviceShared::with_queues(vec![queue])),
             router: Arc::new(QueueRouter::new(1)),
