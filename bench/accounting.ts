@@ -9,6 +9,7 @@ const us = (ns: number) => {
   const v = ns / 1000
   return v >= 100 ? v.toFixed(0) : v.toFixed(1)
 }
+const fmtIops = (n: number) => (n >= 1000 ? `${(n / 1000).toFixed(1)}k` : n.toFixed(0))
 const count = (n: number) => (n >= 10 ? n.toFixed(0) : n.toFixed(2))
 const byThread = (s: ByThread | null | undefined, f: (n: number) => string) =>
   s ? `${f(s.queueThreads)} / ${f(s.mainThread)} / ${f(s.otherThreads)}` : 'kernel'
@@ -18,13 +19,17 @@ const total = (s: ByThread) => s.queueThreads + s.mainThread + s.otherThreads
 type Row = [string, (r: BenchResult) => string]
 
 const ROWS: Row[] = [
-  ['IOPS', (r) => (r.iops >= 1000 ? `${(r.iops / 1000).toFixed(1)}k` : r.iops.toFixed(0))],
+  ['IOPS', (r) => fmtIops(r.iops)],
   ['completion latency p50, µs', (r) => r.p50us.toFixed(0)],
   ['busy CPU of the whole guest per request, µs (share of its CPUs busy)', (r) => (r.accounting ? `${us(r.accounting.machineCpuNs)} (${(r.accounting.machineBusy * 100).toFixed(0)}%)` : '–')],
   ['of it the server, µs: queue threads / main thread / other threads', (r) => byThread(r.accounting?.serverCpuNs, us)],
   [
     'of it everything else (fio, and the kernel outside the server\'s threads), µs',
     (r) => (r.accounting ? us(Math.max(0, r.accounting.machineCpuNs - (r.accounting.serverCpuNs ? total(r.accounting.serverCpuNs) : 0))) : '–'),
+  ],
+  [
+    'IOPS with every CPU busy at this CPU per request (IOPS ÷ busy share: what more parallelism could reach here)',
+    (r) => (r.accounting && r.accounting.machineBusy > 0 ? fmtIops(r.iops / r.accounting.machineBusy) : '–'),
   ],
   ['times the server\'s threads were scheduled in, per request', (r) => byThread(r.accounting?.serverRuns, count)],
   ['time they waited for a CPU, µs per request', (r) => byThread(r.accounting?.serverWaitNs, us)],
