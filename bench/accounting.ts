@@ -3,6 +3,7 @@
 // the steady-state window of each case (bench/sched.ts). This is what the
 // benchmark issue asks of a missed goal, said by every run itself.
 import type { Goal } from './goals'
+import { totalOf } from './sched'
 import type { BenchResult, ByThread } from './types'
 
 const us = (ns: number) => {
@@ -13,7 +14,6 @@ const fmtIops = (n: number) => (n >= 1000 ? `${(n / 1000).toFixed(1)}k` : n.toFi
 const count = (n: number) => (n >= 10 ? n.toFixed(0) : n.toFixed(2))
 const byThread = (s: ByThread | null | undefined, f: (n: number) => string) =>
   s ? `${f(s.queueThreads)} / ${f(s.mainThread)} / ${f(s.otherThreads)}` : 'kernel'
-const total = (s: ByThread) => s.queueThreads + s.mainThread + s.otherThreads
 
 /** One row of a goal's table: a label and its cell for a side. */
 type Row = [string, (r: BenchResult) => string]
@@ -25,7 +25,7 @@ const ROWS: Row[] = [
   ['of it the server, µs: queue threads / main thread / other threads', (r) => byThread(r.accounting?.serverCpuNs, us)],
   [
     'of it everything else (fio, and the kernel outside the server\'s threads), µs',
-    (r) => (r.accounting ? us(Math.max(0, r.accounting.machineCpuNs - (r.accounting.serverCpuNs ? total(r.accounting.serverCpuNs) : 0))) : '–'),
+    (r) => (r.accounting ? us(Math.max(0, r.accounting.machineCpuNs - (r.accounting.serverCpuNs ? totalOf(r.accounting.serverCpuNs) : 0))) : '–'),
   ],
   [
     'IOPS with every CPU busy at this CPU per request (IOPS ÷ busy share: what more parallelism could reach here)',

@@ -62,11 +62,19 @@ export async function threadCpuNs(pid: number): Promise<ByThread> {
 /** All of a split. */
 export const totalOf = (s: ByThread) => s.queueThreads + s.mainThread + s.otherThreads
 
-/** `(after - before) / requests` for each kind of thread. */
-export function perRequest(before: ByThread, after: ByThread, requests: number): ByThread {
-  const per = (k: keyof ByThread) => Math.max(0, after[k] - before[k]) / requests
-  return { queueThreads: per('queueThreads'), mainThread: per('mainThread'), otherThreads: per('otherThreads') }
+/** A record of counters (`ByThread`, `CpuInterrupts`); their arithmetic is field by field, here. */
+type Counters<T> = { [K in keyof T]: number }
+
+function fieldwise<T extends Counters<T>>(a: T, f: (value: number, key: keyof T) => number): T {
+  return Object.fromEntries(Object.keys(a).map((k) => [k, f(a[k as keyof T], k as keyof T)])) as T
 }
+
+/** `after - before` for each counter, never below 0 (a thread that exited took its counts with it). */
+export const difference = <T extends Counters<T>>(before: T, after: T): T => fieldwise(after, (v, k) => Math.max(0, v - before[k]))
+
+/** `(after - before) / requests` for each counter. */
+export const perRequest = <T extends Counters<T>>(before: T, after: T, requests: number): T =>
+  fieldwise(difference(before, after), (v) => v / requests)
 
 /** The whole machine's CPU so far: the run time of every task on every CPU, ns, and its CPU count. */
 export interface MachineCpu {
@@ -127,6 +135,8 @@ async function cpuInterrupts(): Promise<CpuInterrupts> {
   return parseInterrupts(await readFile('/proc/interrupts', 'utf8').catch(() => ''))
 }
 
+const ZERO_INTERRUPTS: CpuInterrupts = { rescheduling: 0, functionCall: 0, tlbShootdowns: 0 }
+
 /** What one window of a case saw, before it is divided by the requests. */
 export interface WindowSample {
   seconds: number
@@ -156,11 +166,7 @@ export async function sampleWindow(pid: number | undefined, startMs: number, len
   return {
     seconds,
     machine: { runNs: m1.runNs - m0.runNs, cpus: m1.cpus },
-    interrupts: {
-      rescheduling: i1.rescheduling - i0.rescheduling,
-      functionCall: i1.functionCall - i0.functionCall,
-      tlbShootdowns: i1.tlbShootdowns - i0.tlbShootdowns,
-    },
+    interrupts: difference(i0, i1),
     ...(s0 && s1 && { server: { before: s0, after: s1 } }),
   }
 }
@@ -170,12 +176,11 @@ export function accountingOf(w: WindowSample, iops: number): RequestAccounting |
   const requests = iops * w.seconds
   if (!(requests > 0)) return null
   const s = w.server
-  const i = w.interrupts
   return {
     windowSeconds: w.seconds,
     machineBusy: w.machine.runNs / (w.machine.cpus * w.seconds * 1e9),
     machineCpuNs: w.machine.runNs / requests,
-    interrupts: { rescheduling: i.rescheduling / requests, functionCall: i.functionCall / requests, tlbShootdowns: i.tlbShootdowns / requests },
+    interrupts: perRequest(ZERO_INTERRUPTS, w.interrupts, requests),
     serverCpuNs: s ? perRequest(s.before.cpuNs, s.after.cpuNs, requests) : null,
     serverWaitNs: s ? perRequest(s.before.waitNs, s.after.waitNs, requests) : null,
     serverRuns: s ? perRequest(s.before.runs, s.after.runs, requests) : null,
