@@ -26,7 +26,7 @@ test('features prints the mask and the flag names, and says when the kernel cann
   t.is(json.source, major === 6 && minor < 5 ? 'kernel version' : 'GET_FEATURES')
 })
 
-test('serve --backend memory shows in list, delete refuses while it lives, SIGTERM removes it', async (t) => {
+test.serial('serve --backend memory shows in list, delete refuses while it lives, SIGTERM removes it', async (t) => {
   requireUblkKernel()
   const server = await serve(t, '--backend', 'memory', '--size', '64M', '--queues', '2')
   const { path, id } = server
@@ -46,7 +46,7 @@ test('serve --backend memory shows in list, delete refuses while it lives, SIGTE
   t.false(ublkBlockDevices().includes(`ublkb${id}`))
 })
 
-test('a killed server without recovery leaves a DEAD device, and delete --dead removes it', async (t) => {
+test.serial('a killed server without recovery leaves a DEAD device, and delete --dead removes it', async (t) => {
   requireUblkKernel()
   const server = await serve(t, '--backend', 'null', '--size', '16M')
   const id = server.id
