@@ -13,9 +13,11 @@ export interface FioFigures {
   runtimeSeconds: number
 }
 
-export function fioArgs(device: string, c: FioCase, runtimeSeconds: number, rampSeconds: number): string[] {
+/** fio's arguments for a case; `cpu`: the CPU its job runs on (`--cpus_allowed`), else the scheduler decides. */
+export function fioArgs(device: string, c: FioCase, runtimeSeconds: number, rampSeconds: number, cpu?: number): string[] {
   const { numjobs, iodepth } = jobsFor(c.qd)
   return [
+    ...(cpu !== undefined ? [`--cpus_allowed=${cpu}`] : []),
     `--name=${c.rw}`,
     `--filename=${device}`,
     '--ioengine=io_uring',

@@ -104,6 +104,7 @@ export function conditions(run: BenchRun): string {
     `Kernel ${run.kernel}, ${where}; ${run.fio}, Node ${run.node}. ` +
     `io_uring, direct I/O, ${run.sizeBytes >> 20} MiB devices, ${run.runtimeSeconds} s per case after ${run.rampSeconds} s of ramp; ` +
     'QD is the total depth (2 fio jobs of QD/2 from QD32 on). Data-keeping targets were filled first. ' +
+    (run.results.some((r) => r.fioCpu !== undefined) ? "A single fio job runs on a CPU none of the server's queue threads may use. " : '') +
     (run.guest ? 'Under emulation the absolute figures mean little: compare the ratios between targets.' : '')
   )
 }

@@ -3,16 +3,16 @@
 // it, and writes every figure to one JSON file.
 //   node --import tsx bench/run.ts --out=FILE [--quick]
 import { execFileSync } from 'node:child_process'
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { dirname } from 'node:path'
-import { CASES, QUICK_CASES, type FioCase } from './cases'
+import { CASES, jobsFor, QUICK_CASES, type FioCase } from './cases'
 import { fioArgs, runFio } from './fio'
 import { sh } from '../__test__/support/process'
 import { runDispatchBenchmark } from './dispatch'
 import { roundCases } from './goals'
 import { QUICK_TARGETS, requestsPerNotification, TARGETS, type Target } from './targets'
-import { accountingOf, perRequest, sampleWindow, threadCpuNs, totalOf } from './sched'
+import { accountingOf, fioCpuAwayFrom, parseCpuList, perRequest, queueThreadCpus, sampleWindow, threadCpuNs, totalOf } from './sched'
 import { goalRounds, onlyTargets } from './env'
 import { measureS3, S3_TARGET, stopCephStore } from './s3'
 import type { BenchRun, BenchResult } from './types'
@@ -35,6 +35,8 @@ const GOAL_ROUNDS = goalRounds(process.env.UBLK_BENCH_GOAL_ROUNDS)
  */
 const WINDOW_START_MS = (RAMP + 1) * 1000
 const WINDOW_MS = (RUNTIME - 1.5) * 1000
+/** The CPUs fio may be pinned to: this process's own. */
+const ONLINE_CPUS = parseCpuList(/^Cpus_allowed_list:\s*(\S+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '')
 
 function version(cmd: string, args: string[]): string {
   try {
@@ -84,7 +86,8 @@ async function measureTarget(target: Target, cases: FioCase[], run: BenchRun, pa
         const before = pid ? await threadCpuNs(pid) : undefined
         const notifiedBefore = await running.notifications?.()
         let fioRunning = true
-        const fio = runFio(fioArgs(running.path, c, RUNTIME, RAMP)).finally(() => (fioRunning = false))
+        const fioCpu = pid && jobsFor(c.qd).numjobs === 1 ? fioCpuAwayFrom(await queueThreadCpus(pid), ONLINE_CPUS) : undefined
+        const fio = runFio(fioArgs(running.path, c, RUNTIME, RAMP, fioCpu)).finally(() => (fioRunning = false))
         const window = sampleWindow(pid, WINDOW_START_MS, WINDOW_MS, () => fioRunning)
         const [f, sample] = await Promise.all([fio, window])
         const notifiedAfter = await running.notifications?.()
@@ -100,6 +103,7 @@ async function measureTarget(target: Target, cases: FioCase[], run: BenchRun, pa
           cpuSplitNsPerRequest: split,
           ...(notifiedBefore && notifiedAfter && { requestsPerNotification: requestsPerNotification(notifiedBefore, notifiedAfter) }),
           accounting: sample ? accountingOf(sample, f.iops) : null,
+          ...(fioCpu !== undefined && { fioCpu }),
         })
         console.log(`${prefix}: ${Math.round(f.iops).toLocaleString('en-US')} IOPS, p50 ${f.p50us.toFixed(0)} µs, p99 ${f.p99us.toFixed(0)} µs`)
       } catch (e) {

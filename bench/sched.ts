@@ -54,6 +54,41 @@ export async function threadSched(pid: number): Promise<ThreadSched> {
   return sched
 }
 
+/** The CPUs of a `Cpus_allowed_list` such as `0-2,5`. */
+export function parseCpuList(list: string): number[] {
+  const cpus: number[] = []
+  for (const part of list.trim().split(',').filter(Boolean)) {
+    const [lo, hi = lo] = part.split('-').map(Number)
+    for (let cpu = lo; cpu <= hi; cpu++) cpus.push(cpu)
+  }
+  return cpus
+}
+
+/** The CPUs the queue threads of `pid` may run on (empty if it has none). */
+export async function queueThreadCpus(pid: number): Promise<number[]> {
+  const cpus = new Set<number>()
+  for (const tid of await readdir(`/proc/${pid}/task`).catch(() => [] as string[])) {
+    const dir = `/proc/${pid}/task/${tid}`
+    const [comm, status] = await Promise.all([readFile(`${dir}/comm`, 'utf8'), readFile(`${dir}/status`, 'utf8')]).catch(() => [])
+    if (comm === undefined || status === undefined || threadKind(pid, tid, comm) !== 'queueThreads') continue
+    for (const cpu of parseCpuList(/^Cpus_allowed_list:\s*(\S+)/m.exec(status)?.[1] ?? '')) cpus.add(cpu)
+  }
+  return [...cpus]
+}
+
+/**
+ * The CPU a single fio job runs on: the first of `online` that no queue
+ * thread may use, so that every target's request crosses between CPUs the
+ * same way (with fio on a queue thread's CPU the Rust null handler answers
+ * QD1 in a sixth of the time, see bench/results/2026-12-04-qd1-placement.md).
+ * Undefined where the queue threads may use every CPU: fio is left to the
+ * scheduler.
+ */
+export function fioCpuAwayFrom(queueCpus: number[], online: number[]): number | undefined {
+  if (queueCpus.length === 0) return undefined
+  return online.find((cpu) => !queueCpus.includes(cpu))
+}
+
 /** The CPU time of each kind of thread of `pid` so far, ns. */
 export async function threadCpuNs(pid: number): Promise<ByThread> {
   return (await threadSched(pid)).cpuNs

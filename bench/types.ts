@@ -74,6 +74,12 @@ export interface BenchResult {
   requestsPerNotification?: number | null
   /** Where the time went per request (absent in runs before 2026-12-04; null if the window outlived fio). */
   accounting?: RequestAccounting | null
+  /**
+   * The CPU fio's single job was pinned to, one no queue thread may use
+   * (absent: left to the scheduler, as in every run before 2026-12-05 and
+   * for cases of 2 jobs).
+   */
+  fioCpu?: number
 }
 
 export interface BenchRun {

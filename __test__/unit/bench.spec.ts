@@ -4,6 +4,7 @@ import test from 'ava'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtempSync, rmSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { CASES, jobsFor, QUICK_CASES } from '../../bench/cases'
@@ -13,7 +14,7 @@ import { goalRounds, onlyTargets } from '../../bench/env'
 import { updateReadme } from '../../bench/main'
 import { goals, GOALS, median, roundCases } from '../../bench/goals'
 import { toMarkdown, toSvg } from '../../bench/report'
-import { accountingOf, sampleWindow, parseInterrupts, parseProcSchedstat, parseProcStat, parseSchedstat, threadCpuNs, threadSched } from '../../bench/sched'
+import { accountingOf, fioCpuAwayFrom, parseCpuList, queueThreadCpus, sampleWindow, parseInterrupts, parseProcSchedstat, parseProcStat, parseSchedstat, threadCpuNs, threadSched } from '../../bench/sched'
 import { requestsPerNotification, TARGETS } from '../../bench/targets'
 import type { BenchResult, BenchRun } from '../../bench/types'
 
@@ -206,6 +207,24 @@ test('server CPU is read per thread from the scheduler: a busy main thread shows
   const sched = await threadSched(child.pid!)
   t.true(sched.runs.mainThread >= 1, `the main thread was scheduled in ${sched.runs.mainThread} times`)
   t.true(sched.cpuNs.mainThread >= split.mainThread, 'run time only grows')
+})
+
+test('a single fio job runs on a CPU no queue thread may use, where there is one', async (t) => {
+  t.deepEqual(parseCpuList('0-2,5\n'), [0, 1, 2, 5])
+  t.deepEqual(parseCpuList(''), [])
+  t.is(fioCpuAwayFrom([0], [0, 1]), 1)
+  t.is(fioCpuAwayFrom([1, 3], [0, 1, 2, 3]), 0)
+  t.is(fioCpuAwayFrom([0, 1], [0, 1]), undefined, 'queue threads on every CPU: the scheduler decides')
+  t.is(fioCpuAwayFrom([], [0, 1]), undefined, 'no queue threads (an in-kernel target): the scheduler decides')
+  t.deepEqual(fioArgs('/dev/x', CASES[0], 3, 1, 1).slice(0, 2), ['--cpus_allowed=1', '--name=randread'])
+  t.false(fioArgs('/dev/x', CASES[0], 3, 1).some((a) => a.startsWith('--cpus_allowed')))
+  // A live process whose only thread is named like a queue thread and pinned to the last CPU.
+  const last = parseCpuList(/^Cpus_allowed_list:\s*(\S+)/m.exec(await readFile('/proc/self/status', 'utf8'))?.[1] ?? '').pop()!
+  const child = spawn('taskset', ['-c', String(last), process.execPath, '-e', 'process.title = "ublk0q0"; console.log("named"); setInterval(() => {}, 1000)'])
+  t.teardown(() => child.kill('SIGKILL'))
+  await once(child.stdout, 'data')
+  t.deepEqual(await queueThreadCpus(child.pid!), [last])
+  t.deepEqual(await queueThreadCpus(process.pid), [], 'this process has no queue thread')
 })
 
 test('schedstat, /proc/schedstat, /proc/stat and /proc/interrupts are read field by field', (t) => {
