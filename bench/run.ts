@@ -12,7 +12,7 @@ import { sh } from '../__test__/support/process'
 import { runDispatchBenchmark } from './dispatch'
 import { roundCases } from './goals'
 import { QUICK_TARGETS, requestsPerNotification, TARGETS, type Target } from './targets'
-import { accountingOf, fioCpuAwayFrom, parseCpuList, perRequest, queueThreadCpus, sampleWindow, threadCpuNs, totalOf } from './sched'
+import { accountingOf, cpusAllowed, fioCpuAwayFrom, perRequest, queueThreadCpus, sampleWindow, threadCpuNs, totalOf } from './sched'
 import { goalRounds, onlyTargets } from './env'
 import { measureS3, S3_TARGET, stopCephStore } from './s3'
 import type { BenchRun, BenchResult } from './types'
@@ -36,7 +36,7 @@ const GOAL_ROUNDS = goalRounds(process.env.UBLK_BENCH_GOAL_ROUNDS)
 const WINDOW_START_MS = (RAMP + 1) * 1000
 const WINDOW_MS = (RUNTIME - 1.5) * 1000
 /** The CPUs fio may be pinned to: this process's own. */
-const ONLINE_CPUS = parseCpuList(/^Cpus_allowed_list:\s*(\S+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '')
+const ONLINE_CPUS = cpusAllowed(readFileSync('/proc/self/status', 'utf8'))
 
 function version(cmd: string, args: string[]): string {
   try {
@@ -73,6 +73,8 @@ async function measureTarget(target: Target, cases: FioCase[], run: BenchRun, pa
   if (!run.targets.some((t) => t.name === target.name)) {
     run.targets.push({ name: target.name, description: target.description, ...(running.notes && { notes: running.notes }) })
   }
+  // Queue threads are pinned before the device starts: one look per target.
+  const awayCpu = running.serverPid ? fioCpuAwayFrom(await queueThreadCpus(running.serverPid), ONLINE_CPUS) : undefined
   try {
     if (target.keepsData) {
       // Flushed at the end, so a write-back cache (S3Backend) has stored it all before the measuring starts.
@@ -86,7 +88,7 @@ async function measureTarget(target: Target, cases: FioCase[], run: BenchRun, pa
         const before = pid ? await threadCpuNs(pid) : undefined
         const notifiedBefore = await running.notifications?.()
         let fioRunning = true
-        const fioCpu = pid && jobsFor(c.qd).numjobs === 1 ? fioCpuAwayFrom(await queueThreadCpus(pid), ONLINE_CPUS) : undefined
+        const fioCpu = jobsFor(c.qd).numjobs === 1 ? awayCpu : undefined
         const fio = runFio(fioArgs(running.path, c, RUNTIME, RAMP, fioCpu)).finally(() => (fioRunning = false))
         const window = sampleWindow(pid, WINDOW_START_MS, WINDOW_MS, () => fioRunning)
         const [f, sample] = await Promise.all([fio, window])

@@ -40,18 +40,25 @@ export function threadKind(pid: number, tid: string, comm: string): keyof ByThre
  */
 export async function threadSched(pid: number): Promise<ThreadSched> {
   const sched: ThreadSched = { cpuNs: none(), waitNs: none(), runs: none() }
-  const tids = await readdir(`/proc/${pid}/task`).catch(() => [] as string[])
-  for (const tid of tids) {
-    const dir = `/proc/${pid}/task/${tid}`
-    const [comm, text] = await Promise.all([readFile(`${dir}/comm`, 'utf8'), readFile(`${dir}/schedstat`, 'utf8')]).catch(() => [])
-    const fields = text === undefined ? undefined : parseSchedstat(text)
-    if (comm === undefined || fields === undefined) continue
-    const kind = threadKind(pid, tid, comm)
+  for (const { kind, text } of await threadsOf(pid, 'schedstat')) {
+    const fields = parseSchedstat(text)
+    if (fields === undefined) continue
     sched.cpuNs[kind] += fields[0]
     sched.waitNs[kind] += fields[1]
     sched.runs[kind] += fields[2]
   }
   return sched
+}
+
+/** Each live thread of `pid` (none if it does not exist): its kind and its `file` under `/proc/<pid>/task/<tid>/`. */
+async function threadsOf(pid: number, file: string): Promise<Array<{ kind: keyof ByThread; text: string }>> {
+  const threads = []
+  for (const tid of await readdir(`/proc/${pid}/task`).catch(() => [] as string[])) {
+    const dir = `/proc/${pid}/task/${tid}`
+    const [comm, text] = await Promise.all([readFile(`${dir}/comm`, 'utf8'), readFile(`${dir}/${file}`, 'utf8')]).catch(() => [])
+    if (comm !== undefined && text !== undefined) threads.push({ kind: threadKind(pid, tid, comm), text })
+  }
+  return threads
 }
 
 /** The CPUs of a `Cpus_allowed_list` such as `0-2,5`. */
@@ -64,14 +71,14 @@ export function parseCpuList(list: string): number[] {
   return cpus
 }
 
+/** The CPUs a `/proc/.../status` text allows (its `Cpus_allowed_list`). */
+export const cpusAllowed = (status: string): number[] => parseCpuList(/^Cpus_allowed_list:\s*(\S+)/m.exec(status)?.[1] ?? '')
+
 /** The CPUs the queue threads of `pid` may run on (empty if it has none). */
 export async function queueThreadCpus(pid: number): Promise<number[]> {
   const cpus = new Set<number>()
-  for (const tid of await readdir(`/proc/${pid}/task`).catch(() => [] as string[])) {
-    const dir = `/proc/${pid}/task/${tid}`
-    const [comm, status] = await Promise.all([readFile(`${dir}/comm`, 'utf8'), readFile(`${dir}/status`, 'utf8')]).catch(() => [])
-    if (comm === undefined || status === undefined || threadKind(pid, tid, comm) !== 'queueThreads') continue
-    for (const cpu of parseCpuList(/^Cpus_allowed_list:\s*(\S+)/m.exec(status)?.[1] ?? '')) cpus.add(cpu)
+  for (const { kind, text } of await threadsOf(pid, 'status')) {
+    if (kind === 'queueThreads') for (const cpu of cpusAllowed(text)) cpus.add(cpu)
   }
   return [...cpus]
 }
@@ -107,9 +114,11 @@ function fieldwise<T extends Counters<T>>(a: T, f: (value: number, key: keyof T)
 /** `after - before` for each counter, never below 0 (a thread that exited took its counts with it). */
 export const difference = <T extends Counters<T>>(before: T, after: T): T => fieldwise(after, (v, k) => Math.max(0, v - before[k]))
 
+/** Each counter divided by `n`. */
+export const dividedBy = <T extends Counters<T>>(a: T, n: number): T => fieldwise(a, (v) => v / n)
+
 /** `(after - before) / requests` for each counter. */
-export const perRequest = <T extends Counters<T>>(before: T, after: T, requests: number): T =>
-  fieldwise(difference(before, after), (v) => v / requests)
+export const perRequest = <T extends Counters<T>>(before: T, after: T, requests: number): T => dividedBy(difference(before, after), requests)
 
 /** The whole machine's CPU so far: the run time of every task on every CPU, ns, and its CPU count. */
 export interface MachineCpu {
@@ -170,8 +179,6 @@ async function cpuInterrupts(): Promise<CpuInterrupts> {
   return parseInterrupts(await readFile('/proc/interrupts', 'utf8').catch(() => ''))
 }
 
-const ZERO_INTERRUPTS: CpuInterrupts = { rescheduling: 0, functionCall: 0, tlbShootdowns: 0 }
-
 /** What one window of a case saw, before it is divided by the requests. */
 export interface WindowSample {
   seconds: number
@@ -215,7 +222,7 @@ export function accountingOf(w: WindowSample, iops: number): RequestAccounting |
     windowSeconds: w.seconds,
     machineBusy: w.machine.runNs / (w.machine.cpus * w.seconds * 1e9),
     machineCpuNs: w.machine.runNs / requests,
-    interrupts: perRequest(ZERO_INTERRUPTS, w.interrupts, requests),
+    interrupts: dividedBy(w.interrupts, requests),
     serverCpuNs: s ? perRequest(s.before.cpuNs, s.after.cpuNs, requests) : null,
     serverWaitNs: s ? perRequest(s.before.waitNs, s.after.waitNs, requests) : null,
     serverRuns: s ? perRequest(s.before.runs, s.after.runs, requests) : null,

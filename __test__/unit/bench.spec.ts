@@ -14,7 +14,7 @@ import { goalRounds, onlyTargets } from '../../bench/env'
 import { updateReadme } from '../../bench/main'
 import { goals, GOALS, median, roundCases } from '../../bench/goals'
 import { toMarkdown, toSvg } from '../../bench/report'
-import { accountingOf, fioCpuAwayFrom, parseCpuList, queueThreadCpus, sampleWindow, parseInterrupts, parseProcSchedstat, parseProcStat, parseSchedstat, threadCpuNs, threadSched } from '../../bench/sched'
+import { accountingOf, cpusAllowed, fioCpuAwayFrom, parseCpuList, queueThreadCpus, sampleWindow, parseInterrupts, parseProcSchedstat, parseProcStat, parseSchedstat, threadCpuNs, threadSched } from '../../bench/sched'
 import { requestsPerNotification, TARGETS } from '../../bench/targets'
 import type { BenchResult, BenchRun } from '../../bench/types'
 
@@ -219,7 +219,8 @@ test('a single fio job runs on a CPU no queue thread may use, where there is one
   t.deepEqual(fioArgs('/dev/x', CASES[0], 3, 1, 1).slice(0, 2), ['--cpus_allowed=1', '--name=randread'])
   t.false(fioArgs('/dev/x', CASES[0], 3, 1).some((a) => a.startsWith('--cpus_allowed')))
   // A live process whose only thread is named like a queue thread and pinned to the last CPU.
-  const last = parseCpuList(/^Cpus_allowed_list:\s*(\S+)/m.exec(await readFile('/proc/self/status', 'utf8'))?.[1] ?? '').pop()!
+  t.deepEqual(cpusAllowed('Name:\tx\nCpus_allowed:\t3\nCpus_allowed_list:\t0-1\n'), [0, 1])
+  const last = cpusAllowed(await readFile('/proc/self/status', 'utf8')).pop()!
   const child = spawn('taskset', ['-c', String(last), process.execPath, '-e', 'process.title = "ublk0q0"; console.log("named"); setInterval(() => {}, 1000)'])
   t.teardown(() => child.kill('SIGKILL'))
   await once(child.stdout, 'data')
