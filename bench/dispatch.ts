@@ -5,7 +5,7 @@
 // completion ring back (with the eventfd when the source sleeps). Reports
 // requests/s and ns per request for each batch size.
 //
-//   npm run bench:dispatch [-- --requests=N] [--json]
+//   npm run bench:dispatch [-- --chunk=N] [--warmup-ms=MS] [--measure-ms=MS] [--json]
 import { join } from 'node:path'
 import { constants as perf, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks'
 import { Worker } from 'node:worker_threads'
@@ -58,23 +58,69 @@ export const HANDLERS: Record<string, () => Handler> = {
   [ASYNC_NULL]: () => new AsyncNullBackend(),
 }
 
-/** Runs `requests` READs in batches of `batch` through a fresh dispatcher. */
-export async function measureDispatch(handler: Handler, batch: number, requests: number): Promise<Omit<DispatchFigure, 'handler'>> {
+/**
+ * How long each figure runs. A figure first runs for `warmupMs` on the same
+ * queue and handler without counting (V8 tiers the dispatcher's code up by
+ * how often it ran, which under emulation takes thousands of batches, and a
+ * worker's isolate starts cold), then for `measureMs`, in runs of `chunk`
+ * requests (at least one); it reports the measured runs only.
+ */
+export interface DispatchBudget {
+  chunk: number
+  warmupMs: number
+  measureMs: number
+}
+
+/** `npm run bench:dispatch`'s default: seconds per figure on any machine. */
+export const DEFAULT_BUDGET: DispatchBudget = { chunk: 20_000, warmupMs: 500, measureMs: 2000 }
+
+/** One synthetic run of `requests` READs. */
+type SyntheticRun = (requests: number) => Promise<{ error?: { code: string; message: string } | null; requests: number; elapsedNs: number }>
+
+/** Repeats `run` in chunks until `ms` have passed (at least once); sums what the runs measured. */
+async function repeatFor(ms: number, chunk: number, run: SyntheticRun): Promise<{ requests: number; elapsedNs: number }> {
+  const sum = { requests: 0, elapsedNs: 0 }
+  const end = performance.now() + ms
+  do {
+    const outcome = await run(chunk)
+    if (outcome.error) throw new Error(`synthetic run failed: ${outcome.error.code}: ${outcome.error.message}`)
+    sum.requests += outcome.requests
+    sum.elapsedNs += outcome.elapsedNs
+  } while (performance.now() < end)
+  return sum
+}
+
+/** The budget's warm-up, then its measured runs, with `around` wrapped around the latter. */
+async function warmThenMeasure<T>(budget: DispatchBudget, run: SyntheticRun, around: { start(): T } = { start: () => undefined as T }) {
+  if (budget.warmupMs > 0) await repeatFor(budget.warmupMs, budget.chunk, run)
+  const during = around.start()
+  const measured = await repeatFor(budget.measureMs, budget.chunk, run)
+  return { ...measured, during }
+}
+
+const rates = (batch: number, m: { requests: number; elapsedNs: number }) => ({
+  batch,
+  requests: m.requests,
+  requestsPerSecond: m.requests / (m.elapsedNs / 1e9),
+  nsPerRequest: m.elapsedNs / m.requests,
+})
+
+/** Runs READs in batches of `batch` through one dispatcher for `budget`. */
+export async function measureDispatch(handler: Handler, batch: number, budget: DispatchBudget): Promise<Omit<DispatchFigure, 'handler'>> {
   const queue = new native.SyntheticQueue(Math.max(batch, 128), 4096)
   const dispatcher = new QueueDispatcher(queue, 0, handler, { onRequestError: () => {}, requestTimeout: 0 })
   const onRequests = () => dispatcher.onNotify()
-  const gcs = countMinorGcs()
-  const outcome = await queue.run(onRequests, batch, requests)
-  const minorGcs = gcs.stop()
-  if (outcome.error) throw new Error(`synthetic run failed: ${outcome.error.code}: ${outcome.error.message}`)
-  const seconds = outcome.elapsedNs / 1e9
-  return {
-    batch,
-    requests: outcome.requests,
-    requestsPerSecond: outcome.requests / seconds,
-    nsPerRequest: outcome.elapsedNs / outcome.requests,
-    minorGcsPer100k: (minorGcs * 100_000) / outcome.requests,
-    notifications: dispatcher.stats.notifications,
+  try {
+    const counting = { start: () => ({ gcs: countMinorGcs(), notified: dispatcher.stats.notifications }) }
+    const m = await warmThenMeasure(budget, (n) => queue.run(onRequests, batch, n), counting)
+    const minorGcs = m.during.gcs.stop()
+    return {
+      ...rates(batch, m),
+      minorGcsPer100k: (minorGcs * 100_000) / m.requests,
+      notifications: dispatcher.stats.notifications - m.during.notified,
+    }
+  } finally {
+    dispatcher.dispose()
   }
 }
 
@@ -83,7 +129,7 @@ export async function measureDispatch(handler: Handler, batch: number, requests:
  * thread attached to the queue through the addon's router, as a device's
  * queue worker does. (Minor collections are the worker's, not counted here.)
  */
-export async function measureDispatchInWorker(handler: string, batch: number, requests: number): Promise<Omit<DispatchFigure, 'handler'>> {
+export async function measureDispatchInWorker(handler: string, batch: number, budget: DispatchBudget): Promise<Omit<DispatchFigure, 'handler'>> {
   const queue = new native.SyntheticQueue(Math.max(batch, 128), 4096)
   const token = queue.shareWithWorkers()
   const worker = new Worker(join(__dirname, 'dispatch-worker.js'), { workerData: { token, handler } })
@@ -92,15 +138,7 @@ export async function measureDispatchInWorker(handler: string, batch: number, re
       worker.once('message', () => resolve())
       worker.once('error', reject)
     })
-    await queue.runRouted(batch, Math.min(requests, 2000)) // warm-up (JIT)
-    const outcome = await queue.runRouted(batch, requests)
-    if (outcome.error) throw new Error(`synthetic run failed: ${outcome.error.code}: ${outcome.error.message}`)
-    return {
-      batch,
-      requests: outcome.requests,
-      requestsPerSecond: outcome.requests / (outcome.elapsedNs / 1e9),
-      nsPerRequest: outcome.elapsedNs / outcome.requests,
-    }
+    return rates(batch, await warmThenMeasure(budget, (n) => queue.runRouted(batch, n)))
   } finally {
     worker.postMessage('close')
     await worker.terminate()
@@ -108,14 +146,12 @@ export async function measureDispatchInWorker(handler: string, batch: number, re
 }
 
 /** The same round trip with a Rust thread as the handler: the floor. */
-export async function measureFloor(batch: number, requests: number): Promise<Omit<DispatchFigure, 'handler'>> {
+export async function measureFloor(batch: number, budget: DispatchBudget): Promise<Omit<DispatchFigure, 'handler'>> {
   const queue = new native.SyntheticQueue(Math.max(batch, 128), 4096)
-  const outcome = await queue.runFloor(batch, requests)
-  if (outcome.error) throw new Error(`synthetic floor run failed: ${outcome.error.code}: ${outcome.error.message}`)
-  return { batch, requests: outcome.requests, requestsPerSecond: outcome.requests / (outcome.elapsedNs / 1e9), nsPerRequest: outcome.elapsedNs / outcome.requests }
+  return rates(batch, await warmThenMeasure(budget, (n) => queue.runFloor(batch, n)))
 }
 
-export async function runDispatchBenchmark(requests: number, log: (line: string) => void = () => {}): Promise<DispatchFigure[]> {
+export async function runDispatchBenchmark(budget: DispatchBudget, log: (line: string) => void = () => {}): Promise<DispatchFigure[]> {
   const figures: DispatchFigure[] = []
   const line = (f: DispatchFigure, floor?: DispatchFigure) =>
     `${f.handler.padEnd(32)} batch ${String(f.batch).padStart(3)}: ${Math.round(f.requestsPerSecond).toLocaleString('en-US').padStart(10)} req/s  ${f.nsPerRequest.toFixed(0).padStart(6)} ns/req` +
@@ -123,23 +159,21 @@ export async function runDispatchBenchmark(requests: number, log: (line: string)
     (f.minorGcsPer100k !== undefined ? `  ${f.minorGcsPer100k.toFixed(1).padStart(5)} minor GCs/100k req` : '')
   const floors = new Map<number, DispatchFigure>()
   for (const batch of BATCH_SIZES) {
-    await measureFloor(batch, Math.min(requests, 2000))
-    const f = { handler: FLOOR, ...(await measureFloor(batch, requests)) }
+    const f = { handler: FLOOR, ...(await measureFloor(batch, budget)) }
     floors.set(batch, f)
     figures.push(f)
     log(line(f))
   }
   for (const [name, make] of Object.entries(HANDLERS)) {
     for (const batch of BATCH_SIZES) {
-      await measureDispatch(make(), batch, Math.min(requests, 2000)) // warm-up (JIT)
-      const f = { handler: name, ...(await measureDispatch(make(), batch, requests)) }
+      const f = { handler: name, ...(await measureDispatch(make(), batch, budget)) }
       figures.push(f)
       log(line(f, floors.get(batch)))
     }
   }
   for (const name of Object.keys(HANDLERS)) {
     for (const batch of BATCH_SIZES) {
-      const f = { handler: inWorker(name), ...(await measureDispatchInWorker(name, batch, requests)) }
+      const f = { handler: inWorker(name), ...(await measureDispatchInWorker(name, batch, budget)) }
       figures.push(f)
       log(line(f, floors.get(batch)))
     }
@@ -149,9 +183,13 @@ export async function runDispatchBenchmark(requests: number, log: (line: string)
 
 if (require.main === module) {
   const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1]
-  const requests = Number(arg('requests') ?? 200_000)
+  const budget: DispatchBudget = {
+    chunk: Number(arg('chunk') ?? DEFAULT_BUDGET.chunk),
+    warmupMs: Number(arg('warmup-ms') ?? DEFAULT_BUDGET.warmupMs),
+    measureMs: Number(arg('measure-ms') ?? DEFAULT_BUDGET.measureMs),
+  }
   const json = process.argv.includes('--json')
-  runDispatchBenchmark(requests, json ? undefined : console.log).then(
+  runDispatchBenchmark(budget, json ? undefined : console.log).then(
     (figures) => {
       if (json) console.log(JSON.stringify(figures, null, 2))
     },

@@ -9,7 +9,7 @@ import { dirname } from 'node:path'
 import { CASES, jobsFor, QUICK_CASES, type FioCase } from './cases'
 import { fioArgs, runFio } from './fio'
 import { sh } from '../__test__/support/process'
-import { runDispatchBenchmark } from './dispatch'
+import { runDispatchBenchmark, type DispatchBudget } from './dispatch'
 import { roundCases } from './goals'
 import { QUICK_TARGETS, requestsPerNotification, TARGETS, type Target } from './targets'
 import { accountingOf, cpusAllowed, fioCpuAwayFrom, perRequest, queueThreadCpus, sampleWindow, threadCpuNs, totalOf } from './sched'
@@ -23,8 +23,8 @@ const out = arg('out')
 const SIZE = 512 << 20
 const RUNTIME = quick ? 3 : 5
 const RAMP = 1
-/** Requests per figure of the in-boot dispatch measurement (bench/dispatch.ts). */
-const DISPATCH_REQUESTS = quick ? 5000 : 20_000
+/** How long each figure of the in-boot dispatch measurement runs (bench/dispatch.ts). */
+const DISPATCH_BUDGET: DispatchBudget = { chunk: 1000, warmupMs: 1000, measureMs: quick ? 1500 : 3000 }
 /** Goal rounds after the main pass (UBLK_BENCH_GOAL_ROUNDS; 0: none). */
 const GOAL_ROUNDS = goalRounds(process.env.UBLK_BENCH_GOAL_ROUNDS)
 
@@ -187,8 +187,9 @@ async function main(): Promise<void> {
     await stopCephStore()
   }
   try {
-    console.log(`        the JS hop without a kernel (bench:dispatch, ${DISPATCH_REQUESTS} requests per figure)`)
-    run.dispatch = await runDispatchBenchmark(DISPATCH_REQUESTS)
+    const b = DISPATCH_BUDGET
+    console.log(`        the JS hop without a kernel (bench:dispatch, ${b.warmupMs} ms of warm-up and ${b.measureMs} ms measured per figure)`)
+    run.dispatch = await runDispatchBenchmark(b)
   } catch (e) {
     run.errors.push({ target: 'bench:dispatch', message: (e as Error).message })
     console.log(`        bench:dispatch failed: ${(e as Error).message}`)

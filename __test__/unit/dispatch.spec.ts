@@ -3,7 +3,7 @@
 // threadsafe function), the dispatcher calls the handler with views of the
 // slots, completions come back through the completion ring.
 import test from 'ava'
-import { measureDispatch, measureDispatchInWorker } from '../../bench/dispatch'
+import { measureDispatch, measureDispatchInWorker, type DispatchBudget } from '../../bench/dispatch'
 import { ASYNC_NULL } from '../../bench/dispatch-names'
 import { NullBackend, UblkError, type RequestContext } from '../../js'
 import { QueueDispatcher } from '../../js/dispatcher'
@@ -11,6 +11,9 @@ import native from '../../js/native'
 import { QueueRing } from '../../js/ring'
 
 type SyntheticQueue = InstanceType<typeof native.SyntheticQueue>
+
+/** One synthetic run of `requests`, no warm-up. */
+const once = (requests: number): DispatchBudget => ({ chunk: requests, warmupMs: 0, measureMs: 0 })
 
 /** `queue` as a dispatcher's port, keeping a view of the ring it hands out. */
 function portKeepingRing(queue: SyntheticQueue) {
@@ -38,7 +41,7 @@ test('every request reaches the handler once, with its offset and a 4 KiB view',
       buf.fill(1)
     },
   }
-  const result = await measureDispatch(handler, 8, 100)
+  const result = await measureDispatch(handler, 8, once(100))
   t.is(result.requests, 100)
   const notified = result.notifications ?? -1
   t.true(notified >= 13 && notified <= 100, `${notified} notifications for 13 batches`)
@@ -50,9 +53,24 @@ test('every request reaches the handler once, with its offset and a 4 KiB view',
   t.true(seen.every(([, length, ctx]) => length === 4096 && ctx.op === 'read' && ctx.queue === 0 && ctx.tag < 8))
 })
 
+test('a figure counts only its measured runs, not its warm-up, and runs whole chunks for its time', async (t) => {
+  let calls = 0
+  const handler = {
+    read(buf: Buffer) {
+      calls++
+      buf.fill(0)
+    },
+  }
+  const result = await measureDispatch(handler, 8, { chunk: 100, warmupMs: 1, measureMs: 30 })
+  t.true(result.requests >= 100 && result.requests % 100 === 0, `${result.requests} requests measured`)
+  t.true(calls > result.requests, `${calls} served in all, the warm-up's included`)
+  const notified = result.notifications ?? -1
+  t.true(notified >= result.requests / 8 && notified <= result.requests, `${notified} notifications counted for ${result.requests} requests`)
+})
+
 test('a worker attached through the router serves the same requests', async (t) => {
   for (const batch of [1, 64]) {
-    const result = await measureDispatchInWorker(ASYNC_NULL, batch, 1000)
+    const result = await measureDispatchInWorker(ASYNC_NULL, batch, once(1000))
     t.is(result.requests, 1000, `batch ${batch}`)
   }
 })
@@ -66,7 +84,7 @@ test('async handlers complete through the same path', async (t) => {
       buf.fill(0)
     },
   }
-  const result = await measureDispatch(handler, 64, 500)
+  const result = await measureDispatch(handler, 64, once(500))
   t.is(result.requests, 500)
   t.is(calls, 500)
 })
@@ -77,12 +95,12 @@ test('a failed request comes back as an error result', async (t) => {
       throw new UblkError('EIO')
     },
   }
-  await t.throwsAsync(measureDispatch(handler, 1, 1), { message: /synthetic run failed/ })
+  await t.throwsAsync(measureDispatch(handler, 1, once(1)), { message: /synthetic run failed/ })
 })
 
 test('reports a positive rate for each batch size', async (t) => {
   for (const batch of [1, 8, 64, 128]) {
-    const r = await measureDispatch(new NullBackend(), batch, 1000)
+    const r = await measureDispatch(new NullBackend(), batch, once(1000))
     t.true(r.requestsPerSecond > 0 && Number.isFinite(r.nsPerRequest), `batch ${batch}`)
   }
 })
