@@ -15,8 +15,13 @@ const count = (n: number) => (n >= 10 ? n.toFixed(0) : n.toFixed(2))
 const byThread = (s: ByThread | null | undefined, f: (n: number) => string) =>
   s ? `${f(s.queueThreads)} / ${f(s.mainThread)} / ${f(s.otherThreads)}` : 'kernel'
 
-/** One row of a goal's table: a label and its cell for a side. */
-type Row = [string, (r: BenchResult) => string]
+/** One row of a goal's table: a label and its cell for a side, and when it is shown (default: always). */
+type Row = [string, (r: BenchResult) => string, ((r: BenchResult) => boolean)?]
+
+/** What fio's threads took of a side, if its run counted them. */
+const fioOf = (r: BenchResult) => r.accounting?.fio
+const counted = (r: BenchResult) => fioOf(r) !== undefined
+const serverNs = (r: BenchResult) => (r.accounting?.serverCpuNs ? totalOf(r.accounting.serverCpuNs) : 0)
 
 const ROWS: Row[] = [
   ['IOPS', (r) => fmtIops(r.iops)],
@@ -25,7 +30,13 @@ const ROWS: Row[] = [
   ['of it the server, µs: queue threads / main thread / other threads', (r) => byThread(r.accounting?.serverCpuNs, us)],
   [
     'of it everything else (fio, and the kernel outside the server\'s threads), µs',
-    (r) => (r.accounting ? us(Math.max(0, r.accounting.machineCpuNs - (r.accounting.serverCpuNs ? totalOf(r.accounting.serverCpuNs) : 0))) : '–'),
+    (r) => (r.accounting ? us(Math.max(0, r.accounting.machineCpuNs - serverNs(r))) : '–'),
+  ],
+  ['of that, fio\'s threads, µs (times scheduled in per request)', (r) => (fioOf(r) ? `${us(fioOf(r)!.cpuNs)} (${count(fioOf(r)!.runs)})` : '–'), counted],
+  [
+    'of that, the rest: the kernel outside both (interrupts, softirqs, kernel threads), µs',
+    (r) => (r.accounting && fioOf(r) ? us(Math.max(0, r.accounting.machineCpuNs - serverNs(r) - fioOf(r)!.cpuNs)) : '–'),
+    counted,
   ],
   [
     'IOPS with every CPU busy at this CPU per request (IOPS ÷ busy share: what more parallelism could reach here)',
@@ -64,7 +75,7 @@ export function accountingLines(evaluated: Goal[]): string[] {
       '',
       `| per request | ${best.target} | ${against.target} |`,
       '|---|---:|---:|',
-      ...ROWS.map(([label, cell]) => `| ${label} | ${cell(best)} | ${cell(against)} |`),
+      ...ROWS.filter(([, , shown]) => !shown || shown(best) || shown(against)).map(([label, cell]) => `| ${label} | ${cell(best)} | ${cell(against)} |`),
     )
   }
   return lines

@@ -55,8 +55,8 @@ export function parseFio(json: string): FioFigures {
 }
 
 /** Runs fio without blocking the event loop (a server may be this process). */
-export async function runFio(args: string[]): Promise<FioFigures> {
-  const r = await exec('fio', args, 3_600_000)
+export async function runFio(args: string[], onSpawn?: (pid: number) => void): Promise<FioFigures> {
+  const r = await exec('fio', args, 3_600_000, onSpawn)
   if (r.code !== 0) throw new Error(`fio exited ${r.code ?? r.signal}: ${r.stderr.trim()}`)
   try {
     return parseFio(r.stdout)

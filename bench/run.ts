@@ -89,8 +89,9 @@ async function measureTarget(target: Target, cases: FioCase[], run: BenchRun, pa
         const notifiedBefore = await running.notifications?.()
         let fioRunning = true
         const fioCpu = jobsFor(c.qd).numjobs === 1 ? awayCpu : undefined
-        const fio = runFio(fioArgs(running.path, c, RUNTIME, RAMP, fioCpu)).finally(() => (fioRunning = false))
-        const window = sampleWindow(pid, WINDOW_START_MS, WINDOW_MS, () => fioRunning)
+        let fioPid: number | undefined
+        const fio = runFio(fioArgs(running.path, c, RUNTIME, RAMP, fioCpu), (p) => (fioPid = p)).finally(() => (fioRunning = false))
+        const window = sampleWindow(pid, WINDOW_START_MS, WINDOW_MS, () => fioRunning, () => fioPid)
         const [f, sample] = await Promise.all([fio, window])
         const notifiedAfter = await running.notifications?.()
         const after = pid ? await threadCpuNs(pid) : undefined

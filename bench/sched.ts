@@ -1,10 +1,10 @@
-// What the scheduler says about a fio case: the server's threads (CPU, time
-// waiting for a CPU, times scheduled in), the whole machine's busy CPU and
-// the interrupts between its CPUs.
+// What the scheduler says about a fio case: the server's threads and fio's
+// (CPU, time waiting for a CPU, times scheduled in), the whole machine's busy
+// CPU and the interrupts between its CPUs.
 // From these the report says where the time goes per request
 // (bench/accounting.ts).
 import { readdir, readFile } from 'node:fs/promises'
-import type { ByThread, CpuInterrupts, RequestAccounting } from './types'
+import type { ByThread, CpuInterrupts, RequestAccounting, TaskSched } from './types'
 
 /** A server's threads as the scheduler counts them so far, summed by kind. */
 export interface ThreadSched {
@@ -48,6 +48,24 @@ export async function threadSched(pid: number): Promise<ThreadSched> {
     sched.runs[kind] += fields[2]
   }
   return sched
+}
+
+/** `pid` and its descendants, as they are now (fio's main process and one process per job). */
+export async function processTree(pid: number): Promise<number[]> {
+  const children = await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '')
+  const below = await Promise.all(children.trim().split(/\s+/).filter(Boolean).map((c) => processTree(Number(c))))
+  return [pid, ...below.flat()]
+}
+
+/** The scheduler's counts so far of every live thread of `pids`, summed. */
+export async function processesSched(pids: number[]): Promise<TaskSched> {
+  const sum: TaskSched = { cpuNs: 0, waitNs: 0, runs: 0 }
+  for (const s of await Promise.all(pids.map(threadSched))) {
+    sum.cpuNs += totalOf(s.cpuNs)
+    sum.waitNs += totalOf(s.waitNs)
+    sum.runs += totalOf(s.runs)
+  }
+  return sum
 }
 
 /** Each live thread of `pid` (none if it does not exist): its kind and its `file` under `/proc/<pid>/task/<tid>/`. */
@@ -186,23 +204,34 @@ export interface WindowSample {
   machine: MachineCpu
   interrupts: CpuInterrupts
   server?: { before: ThreadSched; after: ThreadSched }
+  /** fio's processes (as the window opens), if known. */
+  fio?: { before: TaskSched; after: TaskSched }
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /**
- * Samples the machine and the server `pid` over a window that opens
- * `startMs` from now and lasts `lengthMs`: the steady state of a fio run
+ * Samples the machine, the server `pid` and fio (`fioPid`, with its job
+ * processes) over a window that opens `startMs` from now and lasts
+ * `lengthMs`: the steady state of a fio run
  * started now (its ramp and start-up left out). `stillRunning` is asked at
  * the end: a window that outlived the run is worth nothing (undefined).
  */
-export async function sampleWindow(pid: number | undefined, startMs: number, lengthMs: number, stillRunning: () => boolean): Promise<WindowSample | undefined> {
+export async function sampleWindow(
+  pid: number | undefined,
+  startMs: number,
+  lengthMs: number,
+  stillRunning: () => boolean,
+  fioPid: () => number | undefined = () => undefined,
+): Promise<WindowSample | undefined> {
   await sleep(startMs)
-  const sample = () => Promise.all([machineCpu(), cpuInterrupts(), pid ? threadSched(pid) : undefined])
-  const [m0, i0, s0] = await sample()
+  const fio = fioPid()
+  const fioPids = fio ? await processTree(fio) : []
+  const sample = () => Promise.all([machineCpu(), cpuInterrupts(), pid ? threadSched(pid) : undefined, fioPids.length ? processesSched(fioPids) : undefined])
+  const [m0, i0, s0, f0] = await sample()
   const t0 = process.hrtime.bigint()
   await sleep(lengthMs)
-  const [m1, i1, s1] = await sample()
+  const [m1, i1, s1, f1] = await sample()
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9
   if (!stillRunning()) return undefined
   return {
@@ -210,6 +239,7 @@ export async function sampleWindow(pid: number | undefined, startMs: number, len
     machine: { runNs: m1.runNs - m0.runNs, cpus: m1.cpus },
     interrupts: difference(i0, i1),
     ...(s0 && s1 && { server: { before: s0, after: s1 } }),
+    ...(f0 && f1 && { fio: { before: f0, after: f1 } }),
   }
 }
 
@@ -226,5 +256,6 @@ export function accountingOf(w: WindowSample, iops: number): RequestAccounting |
     serverCpuNs: s ? perRequest(s.before.cpuNs, s.after.cpuNs, requests) : null,
     serverWaitNs: s ? perRequest(s.before.waitNs, s.after.waitNs, requests) : null,
     serverRuns: s ? perRequest(s.before.runs, s.after.runs, requests) : null,
+    ...(w.fio && { fio: perRequest(w.fio.before, w.fio.after, requests) }),
   }
 }

@@ -20,6 +20,16 @@ export interface NotificationCount {
   requests: number
 }
 
+/** One group of threads as the scheduler counts them (bench/sched.ts). */
+export interface TaskSched {
+  /** Run time, ns. */
+  cpuNs: number
+  /** Time runnable but waiting for a CPU, ns. */
+  waitNs: number
+  /** Times scheduled in. */
+  runs: number
+}
+
 /** Interrupts between CPUs, by kind (`/proc/interrupts`). */
 export interface CpuInterrupts {
   /** RES: a CPU told to reschedule, mostly to run a task woken from another CPU. */
@@ -49,6 +59,8 @@ export interface RequestAccounting {
   serverWaitNs: ByThread | null
   /** Times its threads were scheduled in (each a wake-up or a preemption's return). */
   serverRuns: ByThread | null
+  /** fio's threads, all its processes together (absent in runs before 2026-12-05). */
+  fio?: TaskSched
 }
 
 export interface BenchResult {

@@ -13,9 +13,10 @@ export interface Exec {
 }
 
 /** Runs a command and resolves with how it ended and what it printed. */
-export function exec(cmd: string, args: string[], timeoutMs = 300_000): Promise<Exec> {
+export function exec(cmd: string, args: string[], timeoutMs = 300_000, onSpawn?: (pid: number) => void): Promise<Exec> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs, killSignal: 'SIGKILL' })
+    if (onSpawn) child.once('spawn', () => onSpawn(child.pid!))
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (d) => (stdout += d))

@@ -14,7 +14,7 @@ import { goalRounds, onlyTargets } from '../../bench/env'
 import { updateReadme } from '../../bench/main'
 import { goals, GOALS, median, roundCases } from '../../bench/goals'
 import { toMarkdown, toSvg } from '../../bench/report'
-import { accountingOf, cpusAllowed, fioCpuAwayFrom, parseCpuList, queueThreadCpus, sampleWindow, parseInterrupts, parseProcSchedstat, parseProcStat, parseSchedstat, threadCpuNs, threadSched } from '../../bench/sched'
+import { accountingOf, cpusAllowed, fioCpuAwayFrom, parseCpuList, queueThreadCpus, sampleWindow, parseInterrupts, parseProcSchedstat, parseProcStat, parseSchedstat, processesSched, processTree, threadCpuNs, threadSched } from '../../bench/sched'
 import { requestsPerNotification, TARGETS } from '../../bench/targets'
 import type { BenchResult, BenchRun } from '../../bench/types'
 
@@ -110,6 +110,7 @@ test('goals are computed from the figures, met or missed', (t) => {
 })
 
 test('goals are decided on the median of their per-round ratios, each round on its own', (t) => {
+  const withFio = (r: BenchResult): BenchResult => ({ ...r, accounting: { ...r.accounting!, fio: { cpuNs: 70_000, waitNs: 5000, runs: 0.25 } } })
   const rounds: BenchRun = {
     ...run,
     goalRounds: [
@@ -276,6 +277,34 @@ test('a window samples this machine and a live process, and is dropped if the ru
   t.is(await sampleWindow(undefined, 0, 10, () => false), undefined)
 })
 
+test('a window counts fio with its job processes', async (t) => {
+  // A stand-in for fio: a shell whose child (a "job") spins.
+  const fio = spawn('bash', ['-c', 'yes > /dev/null & wait'], { stdio: 'ignore' })
+  let tree: number[] = []
+  t.teardown(() => {
+    for (const pid of tree.reverse()) {
+      try {
+        process.kill(pid, 'SIGKILL')
+      } catch {
+        // gone already
+      }
+    }
+  })
+  await once(fio, 'spawn')
+  for (let i = 0; i < 100 && tree.length < 2; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    tree = await processTree(fio.pid!)
+  }
+  t.is(tree.length, 2, 'the shell and its job')
+  t.is(tree[0], fio.pid!)
+  const w = await sampleWindow(undefined, 0, 300, () => true, () => fio.pid!)
+  t.truthy(w?.fio)
+  t.true(w!.fio!.after.cpuNs - w!.fio!.before.cpuNs >= 50e6, `fio's job ran ${(w!.fio!.after.cpuNs - w!.fio!.before.cpuNs) / 1e6} ms`)
+  t.true(w!.fio!.after.runs >= w!.fio!.before.runs)
+  t.is((await sampleWindow(undefined, 0, 10, () => true))?.fio, undefined, 'no fio, no figure')
+  t.deepEqual(await processesSched([]), { cpuNs: 0, waitNs: 0, runs: 0 })
+})
+
 test('a window of a case becomes figures per request', (t) => {
   const zero = { queueThreads: 0, mainThread: 0, otherThreads: 0 }
   const window = {
@@ -300,6 +329,9 @@ test('a window of a case becomes figures per request', (t) => {
   t.deepEqual(a.serverCpuNs, { queueThreads: 10_000, mainThread: 5_000, otherThreads: 0 })
   t.deepEqual(a.serverWaitNs, { queueThreads: 1_000, mainThread: 0, otherThreads: 0 })
   t.deepEqual(a.serverRuns, { queueThreads: 0.1, mainThread: 0.05, otherThreads: 0 })
+  t.is(a.fio, undefined, 'no fio counted, no fio figure')
+  const withFio = { ...window, fio: { before: { cpuNs: 1e9, waitNs: 0, runs: 100 }, after: { cpuNs: 1.4e9, waitNs: 2e6, runs: 20_100 } } }
+  t.deepEqual(accountingOf(withFio, 10_000)!.fio, { cpuNs: 20_000, waitNs: 100, runs: 1 })
   t.is(accountingOf({ ...window, server: undefined }, 10_000)!.serverCpuNs, null, 'an in-kernel target has no server')
   t.is(accountingOf(window, 0), null, 'no request, no figure')
 })
@@ -317,12 +349,13 @@ test('a missed goal says where the time goes per request, from the round its ver
       serverRuns: { queueThreads: 0.1, mainThread: 0.12, otherThreads: 0 },
     },
   })
+  const withFio = (r: BenchResult): BenchResult => ({ ...r, accounting: { ...r.accounting!, fio: { cpuNs: 70_000, waitNs: 5000, runs: 0.25 } } })
   const rounds: BenchRun = {
     ...run,
     goalRounds: [
       [accounted(result('NullBackend q2', '4k randread QD128', 50_000), 60, 200), accounted(result('Rust null q2', '4k randread QD128', 100_000), 20, 100)],
       [
-        accounted({ ...result('NullBackend workers q2', '4k randread QD128', 70_000), requestsPerNotification: 41 }, 40, 150),
+        withFio(accounted({ ...result('NullBackend workers q2', '4k randread QD128', 70_000), requestsPerNotification: 41 }, 40, 150)),
         accounted(result('Rust null q2', '4k randread QD128', 100_000), 20, 100),
       ],
     ],
@@ -341,6 +374,10 @@ test('a missed goal says where the time goes per request, from the round its ver
   t.regex(section, /\| busy CPU of the whole guest per request, µs \(share of its CPUs busy\) \| 150 \(97%\) \| 100 \(97%\) \|/)
   t.regex(section, /\| of it the server, µs: queue threads \/ main thread \/ other threads \| 20\.0 \/ 20\.0 \/ 0\.0 \| 10\.0 \/ 10\.0 \/ 0\.0 \|/)
   t.regex(section, /\| of it everything else .* \| 110 \| 80\.0 \|/)
+  t.regex(section, /\| of that, fio's threads, µs \(times scheduled in per request\) \| 70\.0 \(0\.25\) \| – \|/)
+  t.regex(section, /\| of that, the rest: the kernel outside both .* \| 40\.0 \| – \|/)
+  const noFio = { ...rounds, goalRounds: rounds.goalRounds!.map((pair) => pair.map((r) => ({ ...r, accounting: { ...r.accounting!, fio: undefined } }))) }
+  t.notRegex(toMarkdown(noFio), /of that, fio|the rest: the kernel/, 'without fio counted (records before 2026-12-05), no fio rows')
   t.regex(section, /\| times the server's threads were scheduled in, per request \| 0\.10 \/ 0\.12 \/ 0\.00 \|/)
   t.regex(section, /\| time they waited for a CPU, µs per request \| 3\.0 \/ 4\.0 \/ 0\.0 \|/)
   t.regex(section, /\| requests per notification of the JS handlers \| 41\.0 \| – \|/)
