@@ -177,6 +177,10 @@ pub struct CompletionQueue {
     leaving: AtomicU8,
     /// Set by the queue thread once it parked.
     parked: AtomicBool,
+    /// Set while the thread serving the handlers is pinned to the queue
+    /// thread's CPU (a queue worker): the queue thread then yields that CPU
+    /// after handing it a single request (`QueueServer::yield_after_publish`).
+    handler_shares_cpu: AtomicBool,
 }
 
 /// How far a queue is in leaving its device to a successor.
@@ -220,7 +224,20 @@ impl CompletionQueue {
             closed: AtomicBool::new(false),
             leaving: AtomicU8::new(Leaving::No as u8),
             parked: AtomicBool::new(false),
+            handler_shares_cpu: AtomicBool::new(false),
         })
+    }
+
+    /// Says whether the thread serving the handlers now runs on the queue
+    /// thread's CPU (set by a worker that pinned itself there, cleared when
+    /// it detaches).
+    pub fn set_handler_shares_cpu(&self, shares: bool) {
+        self.handler_shares_cpu.store(shares, Ordering::Relaxed);
+    }
+
+    /// See `set_handler_shares_cpu`.
+    pub fn handler_shares_cpu(&self) -> bool {
+        self.handler_shares_cpu.load(Ordering::Relaxed)
     }
 
     /// The queue's shared rings.

@@ -37,6 +37,9 @@ pub struct QueueServer {
     /// The CPU (of those the kernel maps to this hardware queue) to pin the
     /// thread to, see [`one_cpu_of`]; empty: leave it unpinned.
     pub cpus: Vec<usize>,
+    /// Whether to yield the CPU after handing a single request to a handler
+    /// thread on the same CPU, see [`yield_from_env`].
+    pub yield_after_publish: bool,
 }
 
 /// One CPU of a queue's GET_QUEUE_AFFINITY set, as ublksrv and libublk's
@@ -77,6 +80,18 @@ pub fn pin_to(cpus: &[usize]) -> bool {
 /// `UBLK_QUEUE_AFFINITY=0` (for measuring the difference).
 pub fn affinity_from_env() -> bool {
     std::env::var("UBLK_QUEUE_AFFINITY").map_or(true, |v| v != "0")
+}
+
+/// Whether a queue thread yields its CPU (`sched_yield`) after handing a
+/// single request (a batch of one, as at QD1) to a handler thread pinned to
+/// the same CPU (a queue worker): yes unless `UBLK_QUEUE_YIELD=0` (for
+/// measuring the difference). The worker then serves it at once, and a
+/// synchronous handler's completion is there when the queue thread runs
+/// again: it takes it without sleeping and without being woken through the
+/// eventfd. Measured in `bench/results/2026-12-05-queue-yield.md`, where a
+/// yield after every batch (slower CPU-bound handlers) is not kept either.
+pub fn yield_from_env() -> bool {
+    std::env::var("UBLK_QUEUE_YIELD").map_or(true, |v| v != "0")
 }
 
 /// Blocks every signal on the calling thread, so signals go to the JS thread
@@ -273,6 +288,9 @@ impl QueueServer {
                 tail = tail.wrapping_add(batch_ids.len() as u32);
                 if !sink.publish(self.qid, ring, &batch_ids, tail) {
                     self.fail_batch(&batch_ids);
+                } else if self.yield_after_publish && batch_ids.len() == 1 && self.completions.handler_shares_cpu() {
+                    // SAFETY: sched_yield takes no arguments and cannot fail on Linux.
+                    unsafe { libc::sched_yield() };
                 }
             }
             batch_ids.clear();

@@ -105,8 +105,11 @@ impl QueueAttachment {
     // 750-870 to 610-680 µs and QD128 stayed within noise.
     #[napi]
     pub fn pin_to_queue_cpus(&self, queue: u32) -> Result<bool> {
-        let cpus = self.with_queue(queue, |q| Ok(q.cpus.get().cloned().unwrap_or_default()))?;
-        Ok(ublk_core::queue::pin_to(&cpus))
+        self.with_queue(queue, |q| {
+            let pinned = ublk_core::queue::pin_to(&q.cpus.get().cloned().unwrap_or_default());
+            q.completions.set_handler_shares_cpu(pinned);
+            Ok(pinned)
+        })
     }
 
     /// The queue's buffer region as one external ArrayBuffer in this
@@ -199,6 +202,7 @@ pub fn detach(hub: &DeviceHub, queue: u32) -> bool {
         }
     });
     if let Some(q) = q {
+        q.completions.set_handler_shares_cpu(false);
         q.completions.nudge();
     }
     detached
