@@ -13,6 +13,7 @@ import native from '../js/native'
 import { QueueDispatcher } from '../js/dispatcher'
 import { NullBackend } from '../js/backends/null'
 import type { Handler } from '../js/handler'
+import type { SyntheticOutcome } from '../index.js'
 import { ASYNC_NULL, FLOOR, inWorker, SYNC_NULL } from './dispatch-names'
 
 export const BATCH_SIZES = [1, 8, 64, 128]
@@ -75,7 +76,7 @@ export interface DispatchBudget {
 export const DEFAULT_BUDGET: DispatchBudget = { chunk: 20_000, warmupMs: 500, measureMs: 2000 }
 
 /** One synthetic run of `requests` READs. */
-type SyntheticRun = (requests: number) => Promise<{ error?: { code: string; message: string } | null; requests: number; elapsedNs: number }>
+type SyntheticRun = (requests: number) => Promise<SyntheticOutcome>
 
 /** Repeats `run` in chunks until `ms` have passed (at least once); sums what the runs measured. */
 async function repeatFor(ms: number, chunk: number, run: SyntheticRun): Promise<{ requests: number; elapsedNs: number }> {
