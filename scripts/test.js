@@ -150,6 +150,23 @@ async function runStaticChecks() {
 }
 
 /**
+ * The executable of ublk-core's unit tests, as `cargo test` above built it:
+ * the kernel tests run its CPU-dependent tests again where they run (the
+ * guest's CPU has protection keys, this machine's may not). Null if cargo
+ * does not name it.
+ */
+function coreTestBinary() {
+  const args = ['test', '-p', 'ublk-core', '--lib', '--release', '--locked', '--no-run', '--message-format=json']
+  const res = spawnSync('cargo', args, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
+  for (const line of (res.stdout ?? '').split('\n')) {
+    if (!line.startsWith('{')) continue
+    const m = JSON.parse(line)
+    if (m.reason === 'compiler-artifact' && m.profile?.test && m.target?.name === 'ublk_core' && m.executable) return m.executable
+  }
+  return null
+}
+
+/**
  * Tests that could not start because their setup failed: a failure in CI
  * (where the setup must work), a skip elsewhere (a machine without it).
  */
@@ -206,12 +223,15 @@ async function main() {
   await runStoreTests()
 
   const avaKernelArgs = ['--tap', '--serial', '--concurrency=1', '--timeout=10m', ...kernelTestFiles()]
+  const coreTests = coreTestBinary()
+  if (!coreTests) setupMissing("cargo did not name ublk-core's unit test executable")
+  const kernelEnv = coreTests ? { UBLK_CORE_TEST_BINARY: coreTests } : {}
   if (hasUblkHere()) {
-    await runTap('real-kernel tests (this kernel)', ava, avaKernelArgs)
+    await runTap('real-kernel tests (this kernel)', ava, avaKernelArgs, kernelEnv)
   } else {
     const kernels = process.env.UBLK_VM_KERNEL ? [process.env.UBLK_VM_KERNEL] : ['6.1', '6.12', '7']
     for (const kernel of kernels) {
-      const env = { UBLK_VM_KERNEL: kernel }
+      const env = { ...kernelEnv, UBLK_VM_KERNEL: kernel }
       const prep = spawnSync('bash', [path.join(root, 'scripts/vm/prepare')], {
         cwd: root,
         env: { ...process.env, ...env },

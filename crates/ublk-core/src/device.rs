@@ -398,6 +398,7 @@ fn spawn_queues(
     let mut threads = Vec::with_capacity(queues.len());
     let pin = crate::queue::affinity_from_env();
     let yield_after_publish = crate::queue::yield_from_env();
+    let default_pkeys = crate::queue::pkeys_from_env();
     for (qid, q) in queues.iter().enumerate() {
         let mut affinity = libublk::ctrl::UblkQueueAffinity::new();
         // Without it (an error, or every CPU) the thread is not pinned.
@@ -414,6 +415,7 @@ fn spawn_queues(
             handling: handling.clone(),
             cpus,
             yield_after_publish,
+            default_pkeys,
         };
         let spawned = std::thread::Builder::new().name(format!("ublk{}q{}", info.dev_id, qid)).spawn(move || server.run());
         match spawned {

@@ -16,6 +16,7 @@ pub mod features;
 pub mod kernel;
 pub mod null_target;
 pub mod openers;
+pub mod protection_keys;
 pub mod queue;
 pub mod ring;
 pub mod router;

@@ -40,6 +40,9 @@ pub struct QueueServer {
     /// Whether to yield the CPU after handing a single request to a handler
     /// thread on the same CPU, see [`yield_from_env`].
     pub yield_after_publish: bool,
+    /// Whether the thread takes the kernel's default rights for the memory
+    /// protection keys it inherited restricted, see [`pkeys_from_env`].
+    pub default_pkeys: bool,
 }
 
 /// One CPU of a queue's GET_QUEUE_AFFINITY set, as ublksrv and libublk's
@@ -79,7 +82,7 @@ pub fn pin_to(cpus: &[usize]) -> bool {
 /// Whether queue threads are pinned to their queue's CPUs: yes unless
 /// `UBLK_QUEUE_AFFINITY=0` (for measuring the difference).
 pub fn affinity_from_env() -> bool {
-    std::env::var("UBLK_QUEUE_AFFINITY").map_or(true, |v| v != "0")
+    switch_from_env("UBLK_QUEUE_AFFINITY")
 }
 
 /// Whether a queue thread yields its CPU (`sched_yield`) after handing a
@@ -91,7 +94,19 @@ pub fn affinity_from_env() -> bool {
 /// eventfd. Measured in `bench/results/2026-12-05-queue-yield.md`, where a
 /// yield after every batch (slower CPU-bound handlers) is not kept either.
 pub fn yield_from_env() -> bool {
-    std::env::var("UBLK_QUEUE_YIELD").map_or(true, |v| v != "0")
+    switch_from_env("UBLK_QUEUE_YIELD")
+}
+
+/// Whether queue threads take the kernel's default rights for the protection
+/// keys they inherit restricted (`crate::protection_keys`): yes unless
+/// `UBLK_QUEUE_PKRU=0` (for measuring the difference).
+pub fn pkeys_from_env() -> bool {
+    switch_from_env("UBLK_QUEUE_PKRU")
+}
+
+/// A queue-thread behaviour that is on unless the variable `name` is `0`.
+fn switch_from_env(name: &str) -> bool {
+    std::env::var(name).map_or(true, |v| v != "0")
 }
 
 /// Blocks every signal on the calling thread, so signals go to the JS thread
@@ -110,6 +125,9 @@ impl QueueServer {
     /// Must be called on a fresh thread: the queue's ring is thread-local.
     pub fn run(self) -> Result<(), UblkError> {
         block_signals();
+        if self.default_pkeys {
+            let _ = crate::protection_keys::take_queue_rights();
+        }
         // PR_SET_IO_FLUSHER keeps reclaim from waiting on this thread's own IO;
         // it needs CAP_SYS_RESOURCE and its failure is harmless.
         libublk::ctrl::UblkCtrl::init_queue_thread();
@@ -313,7 +331,7 @@ impl QueueServer {
 
 #[cfg(test)]
 mod tests {
-    use super::one_cpu_of;
+    use super::{one_cpu_of, switch_from_env};
 
     #[test]
     fn one_cpu_of_a_queue_set_rotates_with_device_and_queue() {
@@ -322,5 +340,18 @@ mod tests {
         assert_eq!(one_cpu_of(&[0, 1], 0, 0), vec![0]);
         assert_eq!(one_cpu_of(&[0, 1], 1, 0), vec![1], "the next device takes the next CPU");
         assert_eq!(one_cpu_of(&[2, 5, 6], 0, 4), vec![5]);
+    }
+
+    #[test]
+    fn a_switch_is_off_only_at_zero() {
+        // A name no other test reads, so setting it races with nothing.
+        const NAME: &str = "UBLK_TEST_SWITCH_FROM_ENV";
+        std::env::remove_var(NAME);
+        assert!(switch_from_env(NAME), "on when unset");
+        std::env::set_var(NAME, "0");
+        assert!(!switch_from_env(NAME));
+        std::env::set_var(NAME, "1");
+        assert!(switch_from_env(NAME));
+        std::env::remove_var(NAME);
     }
 }
