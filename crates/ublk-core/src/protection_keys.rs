@@ -123,7 +123,7 @@ mod tests {
         }
     }
 
-    /// What V8 does at startup: a key of its own, write-disabled.
+    /// The rights V8 leaves its own key with: write-disabled.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn a_key_write_disabled_like_v8_s_becomes_access_disabled() {
