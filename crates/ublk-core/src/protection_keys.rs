@@ -84,12 +84,13 @@ fn write(_rights: u32) {}
 /// Whether the OS has enabled protection keys (CPUID.(EAX=7,ECX=0):ECX.OSPKE).
 #[cfg(target_arch = "x86_64")]
 fn os_enabled() -> bool {
-    // On CPUs without leaf 7 it reads as zeros: "not enabled". The
-    // intrinsic is safe in current Rust and was unsafe in older releases.
+    // A leaf above the CPU's highest one may read as another leaf's data,
+    // so leaf 7 counts only where leaf 0 says it exists. The intrinsic
+    // is safe in current Rust and was unsafe in older releases.
     #[allow(unused_unsafe)]
     // SAFETY: CPUID has no preconditions on x86-64.
-    let leaf = unsafe { std::arch::x86_64::__cpuid_count(7, 0) };
-    leaf.ecx & (1 << 4) != 0
+    let (highest, leaf) = unsafe { (std::arch::x86_64::__cpuid(0).eax, std::arch::x86_64::__cpuid_count(7, 0)) };
+    highest >= 7 && leaf.ecx & (1 << 4) != 0
 }
 
 #[cfg(test)]
