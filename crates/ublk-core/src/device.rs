@@ -396,14 +396,12 @@ fn spawn_queues(
     let queues = shared.set_queues(queues);
 
     let mut threads = Vec::with_capacity(queues.len());
-    let pin = crate::queue::affinity_from_env();
-    let yield_after_publish = crate::queue::yield_from_env();
-    let default_pkeys = crate::queue::pkeys_from_env();
+    let switches = crate::queue::QueueSwitches::from_env();
     for (qid, q) in queues.iter().enumerate() {
         let mut affinity = libublk::ctrl::UblkQueueAffinity::new();
         // Without it (an error, or every CPU) the thread is not pinned.
         let cpus = match ctrl.get_queue_affinity(qid as u32, &mut affinity) {
-            Ok(r) if r >= 0 && pin => crate::queue::one_cpu_of(&affinity.to_bits_vec(), info.dev_id, qid),
+            Ok(r) if r >= 0 && switches.pin => crate::queue::one_cpu_of(&affinity.to_bits_vec(), info.dev_id, qid),
             _ => Vec::new(),
         };
         let _ = q.cpus.set(cpus.clone());
@@ -414,8 +412,7 @@ fn spawn_queues(
             completions: q.completions.clone(),
             handling: handling.clone(),
             cpus,
-            yield_after_publish,
-            default_pkeys,
+            switches,
         };
         let spawned = std::thread::Builder::new().name(format!("ublk{}q{}", info.dev_id, qid)).spawn(move || server.run());
         match spawned {

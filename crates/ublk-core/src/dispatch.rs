@@ -179,7 +179,7 @@ pub struct CompletionQueue {
     parked: AtomicBool,
     /// Set while the thread serving the handlers is pinned to the queue
     /// thread's CPU (a queue worker): the queue thread then yields that CPU
-    /// after handing it a single request (`QueueServer::yield_after_publish`).
+    /// after handing it a single request (`QueueSwitches::yield_after_publish`).
     handler_shares_cpu: AtomicBool,
 }
 

@@ -37,12 +37,40 @@ pub struct QueueServer {
     /// The CPU (of those the kernel maps to this hardware queue) to pin the
     /// thread to, see [`one_cpu_of`]; empty: leave it unpinned.
     pub cpus: Vec<usize>,
-    /// Whether to yield the CPU after handing a single request to a handler
-    /// thread on the same CPU, see [`yield_from_env`].
+    pub switches: QueueSwitches,
+}
+
+/// The queue-thread behaviours that can be turned off for measuring what
+/// they do: each is on unless its environment variable is `0`, read once per
+/// device by [`QueueSwitches::from_env`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueSwitches {
+    /// `UBLK_QUEUE_AFFINITY`: pin each queue thread to one CPU of its queue's
+    /// set ([`one_cpu_of`]).
+    pub pin: bool,
+    /// `UBLK_QUEUE_YIELD`: yield the CPU (`sched_yield`) after handing a
+    /// single request (a batch of one, as at QD1) to a handler thread pinned
+    /// to the same CPU (a queue worker). The worker then serves it at once,
+    /// and a synchronous handler's completion is there when the queue thread
+    /// runs again: it takes it without sleeping and without being woken
+    /// through the eventfd. Measured in `bench/results/2026-12-05-queue-yield.md`,
+    /// where a yield after every batch (slower CPU-bound handlers) is not
+    /// kept either.
     pub yield_after_publish: bool,
-    /// Whether the thread takes the kernel's default rights for the memory
-    /// protection keys it inherited restricted, see [`pkeys_from_env`].
+    /// `UBLK_QUEUE_PKRU`: take the kernel's default rights for the memory
+    /// protection keys the thread inherited restricted
+    /// (`crate::protection_keys`).
     pub default_pkeys: bool,
+}
+
+impl QueueSwitches {
+    pub fn from_env() -> Self {
+        QueueSwitches {
+            pin: switch_from_env("UBLK_QUEUE_AFFINITY"),
+            yield_after_publish: switch_from_env("UBLK_QUEUE_YIELD"),
+            default_pkeys: switch_from_env("UBLK_QUEUE_PKRU"),
+        }
+    }
 }
 
 /// One CPU of a queue's GET_QUEUE_AFFINITY set, as ublksrv and libublk's
@@ -79,31 +107,6 @@ pub fn pin_to(cpus: &[usize]) -> bool {
     }
 }
 
-/// Whether queue threads are pinned to their queue's CPUs: yes unless
-/// `UBLK_QUEUE_AFFINITY=0` (for measuring the difference).
-pub fn affinity_from_env() -> bool {
-    switch_from_env("UBLK_QUEUE_AFFINITY")
-}
-
-/// Whether a queue thread yields its CPU (`sched_yield`) after handing a
-/// single request (a batch of one, as at QD1) to a handler thread pinned to
-/// the same CPU (a queue worker): yes unless `UBLK_QUEUE_YIELD=0` (for
-/// measuring the difference). The worker then serves it at once, and a
-/// synchronous handler's completion is there when the queue thread runs
-/// again: it takes it without sleeping and without being woken through the
-/// eventfd. Measured in `bench/results/2026-12-05-queue-yield.md`, where a
-/// yield after every batch (slower CPU-bound handlers) is not kept either.
-pub fn yield_from_env() -> bool {
-    switch_from_env("UBLK_QUEUE_YIELD")
-}
-
-/// Whether queue threads take the kernel's default rights for the protection
-/// keys they inherit restricted (`crate::protection_keys`): yes unless
-/// `UBLK_QUEUE_PKRU=0` (for measuring the difference).
-pub fn pkeys_from_env() -> bool {
-    switch_from_env("UBLK_QUEUE_PKRU")
-}
-
 /// A queue-thread behaviour that is on unless the variable `name` is `0`.
 fn switch_from_env(name: &str) -> bool {
     std::env::var(name).map_or(true, |v| v != "0")
@@ -125,7 +128,7 @@ impl QueueServer {
     /// Must be called on a fresh thread: the queue's ring is thread-local.
     pub fn run(self) -> Result<(), UblkError> {
         block_signals();
-        if self.default_pkeys {
+        if self.switches.default_pkeys {
             let _ = crate::protection_keys::take_queue_rights();
         }
         // PR_SET_IO_FLUSHER keeps reclaim from waiting on this thread's own IO;
@@ -306,7 +309,7 @@ impl QueueServer {
                 tail = tail.wrapping_add(batch_ids.len() as u32);
                 if !sink.publish(self.qid, ring, &batch_ids, tail) {
                     self.fail_batch(&batch_ids);
-                } else if self.yield_after_publish && batch_ids.len() == 1 && self.completions.handler_shares_cpu() {
+                } else if self.switches.yield_after_publish && batch_ids.len() == 1 && self.completions.handler_shares_cpu() {
                     // SAFETY: sched_yield takes no arguments and cannot fail on Linux.
                     unsafe { libc::sched_yield() };
                 }
@@ -331,7 +334,7 @@ impl QueueServer {
 
 #[cfg(test)]
 mod tests {
-    use super::{one_cpu_of, switch_from_env};
+    use super::{one_cpu_of, switch_from_env, QueueSwitches};
 
     #[test]
     fn one_cpu_of_a_queue_set_rotates_with_device_and_queue() {
@@ -353,5 +356,25 @@ mod tests {
         std::env::set_var(NAME, "1");
         assert!(switch_from_env(NAME));
         std::env::remove_var(NAME);
+    }
+
+    #[test]
+    fn each_queue_switch_reads_its_own_variable() {
+        // The only test that reads these names; what was set before is put back.
+        let names = ["UBLK_QUEUE_AFFINITY", "UBLK_QUEUE_YIELD", "UBLK_QUEUE_PKRU"];
+        let saved: Vec<_> = names.iter().map(std::env::var_os).collect();
+        let off = |s: QueueSwitches| [!s.pin, !s.yield_after_publish, !s.default_pkeys];
+        for (i, name) in names.iter().enumerate() {
+            names.iter().for_each(|n| std::env::remove_var(n));
+            std::env::set_var(name, "0");
+            let expected: Vec<bool> = (0..names.len()).map(|j| j == i).collect();
+            assert_eq!(off(QueueSwitches::from_env()).to_vec(), expected, "{name}=0");
+        }
+        for (name, value) in names.iter().zip(saved) {
+            match value {
+                Some(v) => std::env::set_var(name, v),
+                None => std::env::remove_var(name),
+            }
+        }
     }
 }
