@@ -57,10 +57,18 @@ const ROWS: Row[] = [
 /** The round a figure comes from, in words. */
 const roundName = (round: number) => (round === 0 ? 'the main pass' : `goal round ${round}`)
 
-/** The section (after a blank line) for the missed goals of a run whose cases recorded their accounting; none otherwise. */
-export function accountingLines(evaluated: Goal[]): string[] {
+/**
+ * The section (after a blank line) for the missed goals of a run whose cases
+ * recorded their accounting; none otherwise. With `recordLink` (the README's
+ * copy of a run) only a line that points to the run's own record, where the
+ * tables are.
+ */
+export function accountingLines(evaluated: Goal[], recordLink?: string): string[] {
   const missed = evaluated.filter((g) => g.met === false && g.sides && (g.sides.best.accounting || g.sides.against.accounting))
   if (!missed.length) return []
+  if (recordLink) {
+    return ['', `**Where the time goes per request, for each missed goal:** in [the run's record](${recordLink}).`]
+  }
   const lines = [
     '',
     '**Where the time goes per request, for each missed goal** (its two sides in the round its verdict comes from; ' +

@@ -9,7 +9,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { join, relative, resolve } from 'node:path'
 import { goalRounds } from './env'
-import { render } from './report'
+import { readmeSection, render } from './report'
 
 const root = resolve(__dirname, '..')
 const quick = process.argv.includes('--quick')
@@ -74,8 +74,7 @@ function main(): void {
   console.log(`bench: wrote ${relative(root, out).replace(/\.json$/, '')}.{json,md,svg}`)
   if (!quick) {
     const readmePath = join(root, 'README.md')
-    const chart = relative(root, out).replace(/\.json$/, '.svg')
-    const section = md.replace(/!\[(.*)\]\((.*)\)/, `![$1](${chart})`)
+    const section = readmeSection(out, relative(root, out))
     writeFileSync(readmePath, updateReadme(readFileSync(readmePath, 'utf8'), section))
     console.log('bench: updated the README benchmark section')
   }

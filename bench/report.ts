@@ -109,7 +109,12 @@ export function conditions(run: BenchRun): string {
   )
 }
 
-export function toMarkdown(run: BenchRun, chartFile?: string): string {
+/**
+ * The run as Markdown. `chartFile`: the chart's path to link; `recordLink`:
+ * for a copy elsewhere (the README), the path of the run's own `.md`, which
+ * then stands in for the per-goal accounting tables.
+ */
+export function toMarkdown(run: BenchRun, chartFile?: string, recordLink?: string): string {
   const evaluated = goals(run)
   const lines = [
     `### ${run.mode === 'quick' ? 'Quick run' : 'Full run'}, ${run.date.slice(0, 10)}`,
@@ -138,7 +143,7 @@ export function toMarkdown(run: BenchRun, chartFile?: string): string {
         : ''),
     '',
     ...evaluated.map((g) => `- ${g.met === undefined ? '–' : g.met ? 'met' : '**missed**'}: ${g.text}: ${g.value}`),
-    ...accountingLines(evaluated),
+    ...accountingLines(evaluated, recordLink),
   ]
   const notes = run.targets.filter((t) => t.notes).map((t) => `${t.name}: ${t.notes}`)
   if (notes.length) lines.push('', `Notes: ${notes.join('; ')}.`)
@@ -196,6 +201,13 @@ export function render(jsonPath: string): string {
   const md = toMarkdown(run, svgName)
   writeFileSync(`${base}.md`, md)
   return md
+}
+
+/** The README's copy of a rendered run; `runPath` is its JSON's path relative to the README. */
+export function readmeSection(jsonPath: string, runPath: string): string {
+  const run = JSON.parse(readFileSync(jsonPath, 'utf8')) as BenchRun
+  const base = runPath.replace(/\.json$/, '')
+  return toMarkdown(run, `${base}.svg`, `${base}.md`)
 }
 
 if (require.main === module) {

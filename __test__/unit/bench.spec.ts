@@ -366,6 +366,9 @@ test('a missed goal says where the time goes per request, from the round its ver
   t.is(g.sides!.round, 2, 'the round whose ratio is the median')
   t.is(g.sides!.best.target, 'NullBackend workers q2', 'and its best mode')
   t.notRegex(toMarkdown(run), /Where the time goes/, 'a run without accounting has nothing to say')
+  const forReadme = toMarkdown(rounds, 'runs/x.svg', 'runs/x.md')
+  t.regex(forReadme, /\*\*Where the time goes per request, for each missed goal:\*\* in \[the run's record\]\(runs\/x\.md\)\./, "the README's copy points to the record")
+  t.notRegex(forReadme, /\| per request \|/, "and leaves the tables to it")
   const section = toMarkdown(rounds).split('**Where the time goes')[1] ?? ''
   t.regex(section, /\*NullBackend \(best of main thread and workers\) vs the Rust null handler, 4k randread QD128, 2 queues: at least 85%\* \(goal round 2\)/)
   t.regex(section, /\| per request \| NullBackend workers q2 \| Rust null q2 \|/)
