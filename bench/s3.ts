@@ -91,7 +91,7 @@ export async function measureS3(seconds: number): Promise<S3Figures> {
   let slot = 0
   const getMiBs = await rate(seconds, CONCURRENCY, async (i) => {
     const into = buffers[slot++ % CONCURRENCY]
-    if (!(await store.getInto(`${prefix}${i % written}`, into, 0, true))) throw new Error(`floor object ${i % written} missing`)
+    if (!(await store.getObject(`${prefix}${i % written}`, into))) throw new Error(`floor object ${i % written} missing`)
   })
   for (let i = 0; i < written; i++) await store.delete(`${prefix}${i}`)
   store.close()

@@ -20,6 +20,8 @@ const invalid: Array<[string, Record<string, unknown>, ErrorConstructor, RegExp]
   ['uploadConcurrency zero', { uploadConcurrency: 0 }, RangeError, /uploadConcurrency/],
   ['retries negative', { retries: -1 }, RangeError, /retries/],
   ['leaseMs too short', { leaseMs: 100 }, RangeError, /leaseMs/],
+  ['leaseMs shorter than three request timeouts', { leaseMs: 10_000, requestTimeoutMs: 5000 }, RangeError, /leaseMs must be at least 3 times requestTimeoutMs \(15000\)/],
+  ['flushBudgetMs too short', { flushBudgetMs: 10 }, RangeError, /flushBudgetMs must be from 100/],
   ['force not a boolean', { force: 'yes' }, TypeError, /force must be a boolean/],
   ['clientConfig not an object', { clientConfig: 'x' }, TypeError, /clientConfig must be an object/],
 ]

@@ -1,22 +1,15 @@
 // Who holds what: the processes that have a ublk device's nodes open, from
 // /proc. Used by `ublk list` and `ublk delete`.
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
+import { isAlive } from '../pids'
+
+export { isAlive }
 
 export interface Holder {
   pid: number
   command: string
 }
 
-/** Whether process `pid` exists. */
-export function isAlive(pid: number): boolean {
-  if (!(pid > 0)) return false
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
 
 /** The command line of `pid`, shortened, or "?" when it cannot be read. */
 export function commandOf(pid: number): string {

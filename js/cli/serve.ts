@@ -32,6 +32,7 @@ S3 backend (credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ~/.aws):
   --object-size <b>  bytes per object of a new image (default 4M)
   --cache <bytes>    memory for cached and dirty objects (default 256M)
   --force            take the image over although another server's lease is fresh
+                     (after waiting out that lease, so the other server has stopped writing)
 
 Serves /dev/ublkbN until SIGINT or SIGTERM, which delete the device (with
 --recovery, \`ublk detach\` hands it over instead). Prints
@@ -95,7 +96,7 @@ async function s3BackendFor(url: string, values: ServingValues, size: number | u
   const m = /^s3:\/\/([^/]+)\/?(.*)$/.exec(url)
   if (!m) throw new UsageError(`--backend s3:// needs a bucket: s3://<bucket>/<prefix>. Received "${url}"`)
   try {
-    return await S3Backend.open({
+    const s3 = await S3Backend.open({
       bucket: m[1],
       prefix: m[2],
       ...(values.endpoint !== undefined && { endpoint: values.endpoint }),
@@ -104,6 +105,8 @@ async function s3BackendFor(url: string, values: ServingValues, size: number | u
       ...(values.cache !== undefined && { cacheBytes: parseSize(values.cache, '--cache') }),
       ...(values.force && { force: true }),
     })
+    s3.on('writebackError', (err, key) => console.error(`ublk: write-back of ${key} failed (kept in memory, tried again): ${err.message}`))
+    return s3
   } catch (err) {
     if (err instanceof TypeError || err instanceof RangeError) throw new UsageError(err.message)
     throw err

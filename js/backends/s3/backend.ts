@@ -1,14 +1,28 @@
+import { EventEmitter } from 'node:events'
+import { UblkError } from '../../errors'
 import type { Handler, RequestContext } from '../../handler'
 import { ObjectCache, type CacheStats } from './cache'
-import { ImageKeys, Lease, openGeometry } from './image'
+import { ImageKeys, openGeometry } from './image'
+import { Lease } from './lease'
 import { checkCacheBytes, resolveS3Options, S3_DEFAULTS, type S3BackendOptions } from './options'
+import { StoredObjects } from './stored'
 import { ObjectStore, type StoreStats } from './store'
 
 /** What `S3Backend.stats()` reports. */
 export interface S3BackendStats extends CacheStats {
   /** Data objects the store holds (as this server knows: it alone writes the image). */
   storedObjects: number
+  /** Whether the lease is held now (false while it cannot be renewed, or once taken over). */
+  leaseHeld: boolean
+  /** Whether the store enforces the lease (conditional PUTs); false: advisory only. */
+  leaseFenced: boolean
   store: StoreStats
+}
+
+/** The events of an S3Backend. */
+export interface S3BackendEvents {
+  /** A background write-back failed after its retries; the object stays dirty and is tried again. */
+  writebackError: [err: UblkError, key: string]
 }
 
 /**
@@ -22,21 +36,22 @@ export interface S3BackendStats extends CacheStats {
  * complete only when everything written before them is in the store, so what
  * a file system has synced survives a crash of the server; unsynced writes may
  * be lost, as on a disk with a volatile cache. DISCARD and WRITE_ZEROES delete
- * whole objects. An advisory lease keeps a second server off the image.
+ * whole objects. A lease (conditional PUTs) fences a second server off the
+ * image: no two servers ever both acknowledge writes to it.
  *
  * ```ts
- * await using backend = await S3Backend.open({ endpoint: 'http://127.0.0.1:7480', bucket: 'disks', prefix: 'vm1/', size: 64 << 30 })
+ * await using backend = await S3Backend.open({ endpoint: 'http://127.0.0.1:7480', bucket: 'disks', prefix: 'vm1/', size: 64 * 2 ** 30 })
  * await using dev = await createDevice({ size: backend.size, handler: backend })
  * ```
  */
-export class S3Backend implements Handler {
+export class S3Backend extends EventEmitter<S3BackendEvents> implements Handler {
   private closed = false
+  private cache!: ObjectCache
 
   private constructor(
     private readonly store: ObjectStore,
-    private readonly cache: ObjectCache,
     private readonly lease: Lease,
-    private readonly stored: Set<number>,
+    private readonly stored: StoredObjects,
     /** Bytes in the image. */
     readonly size: number,
     /** Bytes per data object. */
@@ -45,7 +60,9 @@ export class S3Backend implements Handler {
     readonly created: boolean,
     /** `s3://bucket/prefix`. */
     readonly url: string,
-  ) {}
+  ) {
+    super()
+  }
 
   /**
    * Opens the image at `bucket`/`prefix`, creating it when there is none and
@@ -68,25 +85,37 @@ export class S3Backend implements Handler {
     })
     const keys = new ImageKeys(o.prefix)
     try {
-      const lease = await Lease.acquire(store, keys.lease, o.leaseMs, o.force)
+      const lease = await Lease.acquire(store, keys.lease, {
+        ttlMs: o.leaseMs,
+        force: o.force,
+        requestTimeoutMs: o.requestTimeoutMs,
+        warn: (message) => process.emitWarning(message, 'S3BackendWarning'),
+      })
       try {
         const { geometry, created } = await openGeometry(store, keys, { size: o.size, objectSize: o.objectSize, defaultObjectSize: S3_DEFAULTS.objectSize })
         checkCacheBytes(o.cacheBytes, geometry.objectSize)
-        const stored = new Set<number>()
+        const stored = new StoredObjects(Math.ceil(geometry.size / geometry.objectSize))
         for await (const key of store.list(keys.dataPrefix)) {
           const index = keys.indexOf(key)
-          if (index !== undefined) stored.add(index)
+          if (index !== undefined && index < stored.objects) stored.add(index)
         }
-        const cache = new ObjectCache(
+        const backend = new S3Backend(store, lease, stored, geometry.size, geometry.objectSize, created, store.url(keys.prefix))
+        backend.cache = new ObjectCache(
           store,
           keys,
           stored,
-          { objectSize: geometry.objectSize, size: geometry.size, cacheBytes: o.cacheBytes, uploadConcurrency: o.uploadConcurrency, writebackDelayMs: o.writebackDelayMs },
-          () => {
-            if (lease.lost) throw lease.lost
+          {
+            objectSize: geometry.objectSize,
+            size: geometry.size,
+            cacheBytes: o.cacheBytes,
+            uploadConcurrency: o.uploadConcurrency,
+            writebackDelayMs: o.writebackDelayMs,
+            flushBudgetMs: o.flushBudgetMs,
+            onWritebackError: (err, key) => backend.emit('writebackError', err, key),
           },
+          lease,
         )
-        return new S3Backend(store, cache, lease, stored, geometry.size, geometry.objectSize, created, store.url(keys.prefix))
+        return backend
       } catch (err) {
         await lease.release().catch(() => undefined)
         throw err
@@ -118,17 +147,27 @@ export class S3Backend implements Handler {
   }
 
   stats(): S3BackendStats {
-    return { ...this.cache.getStats(), storedObjects: this.stored.size, store: { ...this.store.stats } }
+    return { ...this.cache.getStats(), storedObjects: this.stored.size, leaseHeld: this.lease.held, leaseFenced: this.lease.fenced, store: { ...this.store.stats } }
   }
 
   /**
    * Writes back every dirty object, releases the lease and closes the
    * connections. Close the device first. If the write-back fails, the error
    * says so and the backend stays open (call `close` again once the store
-   * is back), so no written byte is dropped silently.
+   * is back), so no written byte is dropped silently. Once another server
+   * took the image over, nothing may be written: close then ends the backend
+   * and says how many changed objects it could not store.
    */
   async close(): Promise<void> {
     if (this.closed) return
+    if (this.lease.lost) {
+      this.closed = true
+      this.cache.close()
+      this.store.close()
+      const dirty = this.cache.dirtyObjects
+      if (dirty) throw new UblkError('EIO', `${this.url}: ${dirty} changed objects were not stored: ${this.lease.lost.message}`)
+      return
+    }
     await this.cache.flush()
     this.closed = true
     this.cache.close()

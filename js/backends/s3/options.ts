@@ -23,15 +23,17 @@ export interface S3BackendOptions {
   uploadConcurrency?: number
   /** A dirty object unchanged for this long (ms) is written back. Default 500. */
   writebackDelayMs?: number
-  /** Attempts after the first for a transient store error (backoff from `retryDelayMs`, doubling). Default 5. */
+  /** Most time (ms) a FLUSH should take: dirty data is held to what the store is measured to take in this time. Default 10000 (a third of the device's default request timeout). */
+  flushBudgetMs?: number
+  /** Attempts after the first for a transient store error (backoff from `retryDelayMs`, doubling). Default 4. */
   retries?: number
-  /** Default 200 (so the retries span about 6 s). */
+  /** Default 200 (so the retries wait about 3 s in all). */
   retryDelayMs?: number
-  /** A store request not answered in this time (ms) fails and is retried. Default 10000. */
+  /** Each attempt at a store request not answered in full in this time (ms) is aborted, and retried. Default 10000 (a store that stops answering fails a request in about 53 s; the device's own request timeout, 30 s by default, may fail it first). */
   requestTimeoutMs?: number
-  /** How long the lease holds without renewal (ms); renewed every third of it. Default 30000. */
+  /** How long the lease holds without renewal (ms), at least 3 times `requestTimeoutMs`; renewed every third of it. Default 30000. */
   leaseMs?: number
-  /** Take the image over although another server's lease is fresh. Default false. */
+  /** Take the image over although another server's lease is fresh (after waiting `leaseMs`, so that server has stopped). Default false. */
   force?: boolean
   /** More `S3Client` settings (see `@aws-sdk/client-s3`), passed as they are. */
   clientConfig?: Record<string, unknown>
@@ -42,7 +44,8 @@ export const S3_DEFAULTS = {
   cacheBytes: 256 << 20,
   uploadConcurrency: 8,
   writebackDelayMs: 500,
-  retries: 5,
+  flushBudgetMs: 10_000,
+  retries: 4,
   retryDelayMs: 200,
   requestTimeoutMs: 10_000,
   leaseMs: 30_000,
@@ -89,6 +92,9 @@ export function resolveS3Options(options: S3BackendOptions): ResolvedS3Options {
   if (options.force !== undefined && typeof options.force !== 'boolean') throw new TypeError(`S3Backend: force must be a boolean. Received ${String(options.force)}`)
   if (options.forcePathStyle !== undefined && typeof options.forcePathStyle !== 'boolean') throw new TypeError(`S3Backend: forcePathStyle must be a boolean. Received ${String(options.forcePathStyle)}`)
   if (options.clientConfig !== undefined && (typeof options.clientConfig !== 'object' || options.clientConfig === null)) throw new TypeError('S3Backend: clientConfig must be an object')
+  const requestTimeoutMs = integer('requestTimeoutMs', options.requestTimeoutMs ?? S3_DEFAULTS.requestTimeoutMs, 100, 600_000)
+  const leaseMs = integer('leaseMs', options.leaseMs ?? S3_DEFAULTS.leaseMs, 1000, 86_400_000)
+  if (leaseMs < 3 * requestTimeoutMs) throw new RangeError(`S3Backend: leaseMs must be at least 3 times requestTimeoutMs (${3 * requestTimeoutMs}), so a renewal fits in the lease. Received ${leaseMs}`)
   return {
     bucket,
     prefix,
@@ -100,10 +106,11 @@ export function resolveS3Options(options: S3BackendOptions): ResolvedS3Options {
     cacheBytes,
     uploadConcurrency,
     writebackDelayMs: integer('writebackDelayMs', options.writebackDelayMs ?? S3_DEFAULTS.writebackDelayMs, 0, 3_600_000),
+    flushBudgetMs: integer('flushBudgetMs', options.flushBudgetMs ?? S3_DEFAULTS.flushBudgetMs, 100, 3_600_000),
     retries: integer('retries', options.retries ?? S3_DEFAULTS.retries, 0, 100),
     retryDelayMs: integer('retryDelayMs', options.retryDelayMs ?? S3_DEFAULTS.retryDelayMs, 1, 60_000),
-    requestTimeoutMs: integer('requestTimeoutMs', options.requestTimeoutMs ?? S3_DEFAULTS.requestTimeoutMs, 100, 600_000),
-    leaseMs: integer('leaseMs', options.leaseMs ?? S3_DEFAULTS.leaseMs, 3000, 86_400_000),
+    requestTimeoutMs,
+    leaseMs,
     force: options.force ?? false,
     clientConfig: options.clientConfig,
   }
