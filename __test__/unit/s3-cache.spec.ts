@@ -23,6 +23,9 @@ function storedOf(store: MemoryStore, keys: ImageKeys, objects: number): StoredO
   return stored
 }
 
+/** The keys of the one image every test uses (an ImageKeys holds no state). */
+const keys = new ImageKeys('img/')
+
 function openCache(store: MemoryStore, keys: ImageKeys, options: Partial<CacheOptions> & { objectSize: number; size: number }): ObjectCache {
   const objects = Math.ceil(options.size / options.objectSize)
   const all: CacheOptions = { cacheBytes: 8 * options.objectSize, uploadConcurrency: 4, writebackDelayMs: 0, flushBudgetMs: 60_000, ...options }
@@ -75,7 +78,6 @@ const OBJECT = 65536
 
 /** A cache over a store that holds object 0 (old bytes) and object 1 (other bytes), with slow GETs. */
 function coldCache(getMs = 50) {
-  const keys = new ImageKeys('img/')
   const store = new MemoryStore({ latency: (op) => (op === 'get' ? getMs : 1) })
   const old = randomBytes(OBJECT, 1)
   const other = randomBytes(OBJECT, 2)
@@ -205,7 +207,6 @@ test('Partial writes to objects being uploaded, in a cache of four objects, all 
   const objectSize = 65536
   const objects = 4
   const size = objects * objectSize
-  const keys = new ImageKeys('img/')
   const store = new MemoryStore({ latency: (op) => (op === 'put' ? 30 : 1) })
   const cache = openCache(store, keys, { objectSize, size, cacheBytes: 4 * objectSize, uploadConcurrency: 8 })
   const model = Buffer.alloc(size)
@@ -238,7 +239,6 @@ test('Partial writes to objects being uploaded, in a cache of four objects, all 
 for (const change of ['write', 'zero'] as const) {
   test(`A ${change} to an object whose write-back waits for an upload slot leaves alone the buffer that write-back then sends`, async (t) => {
     const objectSize = 65536
-    const keys = new ImageKeys('img/')
     const store = new MemoryStore({ latency: () => 5, rejectChangedBodies: true })
     const cache = openCache(store, keys, { objectSize, size: 4 * objectSize, uploadConcurrency: 1, writebackDelayMs: 10_000 })
     await cache.write(Buffer.alloc(4096), objectSize, false) // object 1: dirty zeros never stored, its write-back sends nothing
@@ -264,7 +264,6 @@ for (const change of ['write', 'zero'] as const) {
 test('Zeroing an object whose first PUT took effect though its reply was lost deletes it from the store', async (t) => {
   const objectSize = 65536
   const size = 4 * objectSize
-  const keys = new ImageKeys('img/')
   let lose = true
   const store = new MemoryStore({ latency: () => 1, lose: (op) => (lose && op === 'put' ? new UblkError('EIO', 'PUT: no answer in time (it took effect)') : null) })
   const cache = openCache(store, keys, { objectSize, size })
@@ -286,7 +285,6 @@ test('Zeroing an object whose first PUT took effect though its reply was lost de
 test('Reads and zeros of never-written objects of a big sparse image keep no entries and send nothing', async (t) => {
   const objectSize = 4 << 20
   const size = 2 ** 40 // 262,144 objects
-  const keys = new ImageKeys('img/')
   const store = new MemoryStore()
   const cache = openCache(store, keys, { objectSize, size, cacheBytes: 4 * objectSize })
   const buf = Buffer.alloc(4096)
@@ -317,7 +315,6 @@ test('Reading many stored objects through a small cache keeps its entries and me
   const objectSize = 4096
   const objects = 300
   const size = objects * objectSize
-  const keys = new ImageKeys('img/')
   const store = new MemoryStore()
   const image = randomBytes(size, 9)
   for (let i = 0; i < objects; i++) store.set(keys.data(i), image.subarray(i * objectSize, (i + 1) * objectSize))
@@ -443,7 +440,6 @@ async function runModel(g: Geometry, batches: OpSpec[][], failRate: number, lose
   const objectSize = 2 ** g.objectShift
   const size = g.objects * objectSize - Math.min(g.trim, objectSize / 4096 - 1) * 4096
   const cacheBytes = g.cacheObjects * objectSize
-  const keys = new ImageKeys('img/')
   const random = rng(g.seed)
   let failing = failRate + loseRate > 0
   const store = new MemoryStore({
@@ -535,6 +531,8 @@ async function runModel(g: Geometry, batches: OpSpec[][], failRate: number, lose
       if (i >= 0) fail(`a new cache reads ${reopened[i]} at byte ${i}, the store holds ${inStore[i]}`)
       const { entries, cachedBytes } = cache.getStats()
       if (entries > g.cacheObjects || cachedBytes > cacheBytes) fail(`${entries} entries and ${cachedBytes} bytes kept once all is clean, in a cache of ${g.cacheObjects} objects`)
+      // Every buffer held belongs to an entry: one held by none is leaked (the cache then fills up for good).
+      if (cachedBytes > entries * objectSize) fail(`${cachedBytes} bytes held by ${entries} entries of ${objectSize} bytes: buffers leaked`)
       if (store.stats.mutatedDuringPut) fail(`${store.stats.mutatedDuringPut} PUT bodies changed while they were being sent`)
       if (cache.getStats().peakCachedBytes > cacheBytes) fail(`${cache.getStats().peakCachedBytes} bytes cached, more than the ${cacheBytes} allowed`)
     }

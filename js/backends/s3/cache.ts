@@ -359,6 +359,11 @@ export class ObjectCache {
     while (needed()) {
       const buf = await this.reserve(needed)
       if (!buf) continue
+      // A write-back may have ended while reserve resolved: then `e` keeps its own buffer.
+      if (!needed()) {
+        this.recycle(buf)
+        continue
+      }
       if (e.data === null) {
         e.data = buf.fill(0)
       } else {
