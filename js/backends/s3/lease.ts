@@ -211,7 +211,7 @@ export class Lease {
       try {
         this.etag = await this.store.put(this.key, body, form === null ? { ifNoneMatch: '*' } : { ifMatch: form }, limits)
         if (form !== null && form !== forms[0]) this.bareEtags = !this.bareEtags
-        this.validUntil = sentAt + this.options.ttlMs - margin(this.options.ttlMs)
+        this.heldFrom(sentAt)
         return
       } catch (err) {
         if (!(err instanceof ConditionFailed)) throw err
@@ -222,10 +222,15 @@ export class Lease {
     const r = now ? parseLease(now.body) : null
     if (now && r && r.owner === this.record.owner && r.seq === this.record.seq) {
       this.etag = now.etag
-      this.validUntil = sentAt + this.options.ttlMs - margin(this.options.ttlMs)
+      this.heldFrom(sentAt)
       return
     }
     throw failed
+  }
+
+  /** Counts the lease as ours from `sentAt`, when a write of the record that succeeded was sent. */
+  private heldFrom(sentAt: number): void {
+    this.validUntil = sentAt + this.options.ttlMs - margin(this.options.ttlMs)
   }
 
   /** Whether a PUT with an ETag that cannot match is refused (412), as a fence needs. */
@@ -238,7 +243,7 @@ export class Lease {
       if (err instanceof ConditionFailed) return true
       throw err
     }
-    this.validUntil = sentAt + this.options.ttlMs - margin(this.options.ttlMs)
+    this.heldFrom(sentAt)
     return false
   }
 

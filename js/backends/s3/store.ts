@@ -109,7 +109,8 @@ function isNotFound(err: unknown): boolean {
   return name === 'NoSuchKey' || name === 'NotFound' || statusOf(err) === 404
 }
 
-const THROTTLING = new Set(['SlowDown', 'RequestTimeout', 'RequestTimeTooSkewed', 'BadDigest', 'InternalError', 'ServiceUnavailable'])
+/** Error codes worth a retry whatever their status (4xx ones; every 5xx is retried anyway). */
+const THROTTLING = new Set(['SlowDown', 'RequestTimeout', 'RequestTimeTooSkewed', 'BadDigest'])
 
 /**
  * Whether trying again may help: no answer at all (a system error such as a
@@ -145,8 +146,15 @@ function md5(body: Buffer): Buffer {
   return createHash('md5').update(body).digest()
 }
 
-/** Reads `body` into `into` exactly (else BadReply); returns the bytes read. */
-async function readExactly(body: Readable, into: Buffer, what: string): Promise<number> {
+/** Reads `body` into `into` exactly, and checks it against the MD5 its ETag carries (else BadReply). */
+async function readVerified(body: Readable, into: Buffer, etag: string | undefined, what: string): Promise<void> {
+  await readExactly(body, into, what)
+  const expected = md5OfEtag(etag)
+  if (expected !== undefined && md5(into).toString('hex') !== expected) throw new BadReply(`${what}: the bytes do not match the object's MD5 (ETag ${etag})`)
+}
+
+/** Reads `body` into `into` exactly (else BadReply). */
+async function readExactly(body: Readable, into: Buffer, what: string): Promise<void> {
   let at = 0
   for await (const chunk of body) {
     const bytes = chunk as Buffer
@@ -158,7 +166,6 @@ async function readExactly(body: Readable, into: Buffer, what: string): Promise<
     at += bytes.length
   }
   if (at !== into.length) throw new BadReply(`${what}: ${at} bytes, not ${into.length}`)
-  return at
 }
 
 export class ObjectStore implements Store {
@@ -260,10 +267,8 @@ export class ObjectStore implements Store {
           // Not a damaged reply: the object itself has the wrong size.
           throw new UblkError('EIO', `S3 GET ${this.url(key)}: the object holds ${length} bytes, not ${into.length} (not written by this image's servers?)`)
         }
-        const n = await readExactly(body, into, `S3 GET ${this.url(key)}`)
-        const expected = md5OfEtag(etag)
-        if (expected !== undefined && md5(into).toString('hex') !== expected) throw new BadReply(`S3 GET ${this.url(key)}: the bytes do not match the object's MD5 (ETag ${etag})`)
-        this.stats.bytesRead += n
+        await readVerified(body, into, etag, `S3 GET ${this.url(key)}`)
+        this.stats.bytesRead += into.length
         return true
       },
       limits,
@@ -279,9 +284,7 @@ export class ObjectStore implements Store {
         const { body, length, etag } = await this.getBody(key, signal)
         if (length === undefined || length > 1 << 20) throw new UblkError('EIO', `S3 GET ${this.url(key)}: expected a small object, got ${length ?? 'no'} Content-Length`)
         const into = Buffer.alloc(length)
-        await readExactly(body, into, `S3 GET ${this.url(key)}`)
-        const expected = md5OfEtag(etag)
-        if (expected !== undefined && md5(into).toString('hex') !== expected) throw new BadReply(`S3 GET ${this.url(key)}: the bytes do not match the object's MD5 (ETag ${etag})`)
+        await readVerified(body, into, etag, `S3 GET ${this.url(key)}`)
         this.stats.bytesRead += length
         return { body: into, etag: etag ?? '' }
       },
